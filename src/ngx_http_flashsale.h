@@ -1,0 +1,86 @@
+
+/*
+ * Copyright (C) ngx_http_flashsale_module authors
+ *
+ * Types shared by every part of the module: the configuration and the
+ * per-request context.  Each concern's own header declares its functions.
+ */
+
+
+#ifndef _NGX_HTTP_FLASHSALE_H_INCLUDED_
+#define _NGX_HTTP_FLASHSALE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+#define NGX_HTTP_FLASHSALE_STATE_NONE      0
+#define NGX_HTTP_FLASHSALE_STATE_ADMITTED  1
+#define NGX_HTTP_FLASHSALE_STATE_WAITING   2
+#define NGX_HTTP_FLASHSALE_STATE_SOLD_OUT  3
+#define NGX_HTTP_FLASHSALE_STATE_RETRY     4
+
+#define NGX_HTTP_FLASHSALE_PAGE_WAITING    0
+#define NGX_HTTP_FLASHSALE_PAGE_SOLD_OUT   1
+#define NGX_HTTP_FLASHSALE_PAGE_RETRY      2
+#define NGX_HTTP_FLASHSALE_PAGE_N          3
+
+/* visitor ids are 16 random bytes written as lowercase hex */
+#define NGX_HTTP_FLASHSALE_VISITOR_LEN     32
+#define NGX_HTTP_FLASHSALE_VISITOR_MAX     64
+
+
+typedef struct ngx_http_flashsale_zone_s  ngx_http_flashsale_zone_t;
+typedef struct ngx_http_flashsale_page_s  ngx_http_flashsale_page_t;
+
+
+typedef struct {
+    ngx_array_t                   keys;       /* of ngx_str_t; [0] signs */
+    ngx_str_t                     file;
+} ngx_http_flashsale_keys_t;
+
+
+typedef struct {
+    ngx_str_t                     name;
+    ngx_str_t                     attrs;      /* "; Path=/; HttpOnly..." */
+} ngx_http_flashsale_cookie_t;
+
+
+typedef struct {
+    ngx_array_t                   zones;      /* of ngx_http_flashsale_zone_t * */
+
+    /* defaults, built once per configuration */
+    ngx_http_flashsale_cookie_t  *cookie;
+    ngx_http_flashsale_page_t    *pages[NGX_HTTP_FLASHSALE_PAGE_N];
+} ngx_http_flashsale_main_conf_t;
+
+
+typedef struct {
+    ngx_http_flashsale_zone_t    *zone;
+    ngx_http_flashsale_keys_t    *keys;
+    ngx_http_flashsale_cookie_t  *cookie;
+    ngx_http_flashsale_page_t    *pages[NGX_HTTP_FLASHSALE_PAGE_N];
+} ngx_http_flashsale_loc_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                    state;
+    uint64_t                      ticket;
+    uint64_t                      position;
+    ngx_int_t                     eta;        /* seconds, -1: paused */
+    ngx_uint_t                    retry_after;
+
+    ngx_str_t                     visitor;
+    ngx_str_t                     token;      /* issued by this request */
+    ngx_str_t                     set_cookie; /* whole header value */
+
+    u_char                        visitor_data[NGX_HTTP_FLASHSALE_VISITOR_MAX];
+} ngx_http_flashsale_ctx_t;
+
+
+extern ngx_module_t  ngx_http_flashsale_module;
+
+
+#endif /* _NGX_HTTP_FLASHSALE_H_INCLUDED_ */

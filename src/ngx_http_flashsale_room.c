@@ -1,0 +1,319 @@
+
+/*
+ * Copyright (C) ngx_http_flashsale_module authors
+ */
+
+
+#include "ngx_http_flashsale_room.h"
+#include "ngx_http_flashsale_token.h"
+#include "ngx_http_flashsale_page.h"
+
+
+static void ngx_http_flashsale_room_advance(ngx_http_flashsale_zone_t *zone,
+    ngx_msec_t now);
+
+
+ngx_int_t
+ngx_http_flashsale_room_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_flashsale_zone_t  *ozone = data;
+
+    size_t                      len;
+    ngx_http_flashsale_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    if (ozone) {
+        /* a reload with the same name and size: the queue goes on */
+        zone->sh = ozone->sh;
+        zone->shpool = ozone->shpool;
+        return NGX_OK;
+    }
+
+    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        zone->sh = zone->shpool->data;
+        return NGX_OK;
+    }
+
+    zone->sh = ngx_slab_alloc(zone->shpool, sizeof(ngx_http_flashsale_sh_t));
+    if (zone->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->shpool->data = zone->sh;
+
+    zone->sh->tickets = 0;
+    zone->sh->admitted = 0;
+    zone->sh->last = ngx_current_msec;
+    zone->sh->started = ngx_time();
+
+    /* a new zone starts as after a quiet period: burst + 1 admissions */
+    zone->sh->watermark = (uint64_t) (1 + zone->burst)
+                          * NGX_HTTP_FLASHSALE_WM_ONE;
+
+    len = sizeof(" in flashsale zone \"\"") + shm_zone->shm.name.len;
+
+    zone->shpool->log_ctx = ngx_slab_alloc(zone->shpool, len);
+    if (zone->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(zone->shpool->log_ctx, " in flashsale zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    zone->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+time_t
+ngx_http_flashsale_room_started(ngx_http_flashsale_zone_t *zone)
+{
+    /* written once when the zone is created, never changed after */
+    return zone->sh->started;
+}
+
+
+void
+ngx_http_flashsale_room_enter(ngx_http_flashsale_zone_t *zone,
+    ngx_http_flashsale_entry_t *e)
+{
+    uint64_t                  wm;
+    ngx_msec_t                now;
+    ngx_http_flashsale_sh_t  *sh;
+
+    sh = zone->sh;
+    now = ngx_current_msec;
+
+    e->issued = 0;
+    e->admitted = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    ngx_http_flashsale_room_advance(zone, now);
+
+    if (e->ticket == 0 || e->ticket > sh->tickets) {
+        e->ticket = ++sh->tickets;
+        e->issued = 1;
+    }
+
+    wm = sh->watermark;
+
+    if (zone->rate && e->ticket * NGX_HTTP_FLASHSALE_WM_ONE <= wm) {
+        e->admitted = 1;
+        sh->admitted++;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (e->admitted) {
+        e->position = 0;
+        e->eta = 0;
+        return;
+    }
+
+    e->position = e->ticket - wm / NGX_HTTP_FLASHSALE_WM_ONE;
+    e->eta = ngx_http_flashsale_room_eta(e->ticket, wm, zone->rate);
+}
+
+
+void
+ngx_http_flashsale_room_stats(ngx_http_flashsale_zone_t *zone,
+    ngx_http_flashsale_room_stats_t *st)
+{
+    uint64_t                  wm, front;
+    ngx_http_flashsale_sh_t  *sh;
+
+    sh = zone->sh;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    /* advancing is a pure function of time, so reading may do it too */
+    ngx_http_flashsale_room_advance(zone, ngx_current_msec);
+
+    st->tickets = sh->tickets;
+    st->admitted = sh->admitted;
+    wm = sh->watermark;
+
+    st->shm_used = zone->shm_zone->shm.size
+                   - zone->shpool->pfree * ngx_pagesize;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    front = wm / NGX_HTTP_FLASHSALE_WM_ONE;
+
+    st->rate = zone->rate;
+    st->burst = zone->burst;
+    st->session = zone->session;
+    st->shm_size = zone->shm_zone->shm.size;
+    st->waiting = st->tickets > front ? st->tickets - front : 0;
+    st->eta_new = ngx_http_flashsale_room_eta(st->tickets + 1, wm,
+                                              zone->rate);
+}
+
+
+ngx_int_t
+ngx_http_flashsale_room_eta(uint64_t ticket, uint64_t watermark,
+    ngx_uint_t rate)
+{
+    uint64_t  need, ms;
+
+    if (rate == 0) {
+        return -1;
+    }
+
+    if (ticket * NGX_HTTP_FLASHSALE_WM_ONE <= watermark) {
+        return 0;
+    }
+
+    need = ticket * NGX_HTTP_FLASHSALE_WM_ONE - watermark;
+
+    /* millionths over thousandths per second gives milliseconds */
+    ms = (need + rate - 1) / rate;
+
+    return (ngx_int_t) ((ms + 999) / 1000);
+}
+
+
+static void
+ngx_http_flashsale_room_advance(ngx_http_flashsale_zone_t *zone,
+    ngx_msec_t now)
+{
+    uint64_t                  cap, add;
+    ngx_msec_int_t            elapsed;
+    ngx_http_flashsale_sh_t  *sh;
+
+    sh = zone->sh;
+
+    /* workers cache the time separately; one may be a little behind */
+    elapsed = (ngx_msec_int_t) (now - sh->last);
+    if (elapsed <= 0) {
+        return;
+    }
+
+    sh->last = now;
+
+    cap = (sh->tickets + 1 + zone->burst) * NGX_HTTP_FLASHSALE_WM_ONE;
+
+    if (sh->watermark >= cap) {
+        return;
+    }
+
+    add = (uint64_t) zone->rate * (uint64_t) elapsed;
+
+    if (add >= cap - sh->watermark) {
+        sh->watermark = cap;
+
+    } else {
+        sh->watermark += add;
+    }
+}
+
+
+ngx_int_t
+ngx_http_flashsale_room_handler(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_http_flashsale_ctx_t *ctx)
+{
+    time_t                       now, max_age;
+    ngx_int_t                    rc;
+    ngx_http_flashsale_zone_t   *zone;
+    ngx_http_flashsale_entry_t   e;
+    ngx_http_flashsale_claims_t  claims;
+
+    zone = lcf->zone;
+    now = ngx_time();
+
+    rc = ngx_http_flashsale_token_read(r, lcf, &zone->name, &claims,
+                                       ctx->visitor_data);
+
+    if (rc == NGX_OK && claims.admitted) {
+        ctx->state = NGX_HTTP_FLASHSALE_STATE_ADMITTED;
+        ctx->visitor = claims.visitor;
+        ctx->ticket = claims.ticket;
+        return NGX_DECLINED;
+    }
+
+    e.ticket = 0;
+
+    /* a ticket from before this zone existed numbers another queue */
+    if (rc == NGX_OK
+        && claims.iat + NGX_HTTP_FLASHSALE_LEEWAY
+           >= ngx_http_flashsale_room_started(zone))
+    {
+        e.ticket = claims.ticket;
+
+    } else {
+        ngx_http_flashsale_visitor_new(ctx->visitor_data);
+        claims.visitor.data = ctx->visitor_data;
+        claims.visitor.len = NGX_HTTP_FLASHSALE_VISITOR_LEN;
+        claims.exp = 0;
+    }
+
+    ngx_http_flashsale_room_enter(zone, &e);
+
+    if (e.issued) {
+        claims.iat = now;
+        claims.exp = 0;
+    }
+
+    ctx->visitor = claims.visitor;
+    ctx->ticket = e.ticket;
+    ctx->position = e.position;
+    ctx->eta = e.eta;
+
+    claims.ticket = e.ticket;
+    claims.admitted = e.admitted;
+
+    if (e.admitted) {
+        ctx->state = NGX_HTTP_FLASHSALE_STATE_ADMITTED;
+        claims.iat = now;
+        claims.exp = now + zone->session;
+        max_age = zone->session;
+
+    } else {
+        ctx->state = NGX_HTTP_FLASHSALE_STATE_WAITING;
+        max_age = NGX_HTTP_FLASHSALE_TICKET_TTL;
+
+        /* a ticket is signed again only when half its life is gone, so
+         * most returning waiters cost no signature at all */
+        if (claims.exp - now < NGX_HTTP_FLASHSALE_TICKET_TTL / 2) {
+            claims.exp = now + NGX_HTTP_FLASHSALE_TICKET_TTL;
+
+        } else {
+            max_age = 0;
+        }
+    }
+
+    if (max_age) {
+        if (ngx_http_flashsale_token_issue(r, lcf, &zone->name, &claims,
+                                           &ctx->token)
+            != NGX_OK
+            || ngx_http_flashsale_token_cookie(r, lcf->cookie, &ctx->token,
+                                               max_age, &ctx->set_cookie)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (e.admitted) {
+        return NGX_DECLINED;
+    }
+
+    if (e.eta < 0) {
+        ctx->retry_after = NGX_HTTP_FLASHSALE_RETRY_MAX;
+
+    } else {
+        ctx->retry_after = ngx_min(ngx_max((ngx_uint_t) e.eta, 1),
+                                   NGX_HTTP_FLASHSALE_RETRY_MAX);
+    }
+
+    rc = ngx_http_flashsale_page_waiting(r, lcf, ctx);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}

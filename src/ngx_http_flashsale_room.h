@@ -1,0 +1,88 @@
+
+/*
+ * Copyright (C) ngx_http_flashsale_module authors
+ *
+ * The waiting room: ticket numbers and the admission watermark of one
+ * zone, kept in shared memory so every worker sees one queue.
+ */
+
+
+#ifndef _NGX_HTTP_FLASHSALE_ROOM_H_INCLUDED_
+#define _NGX_HTTP_FLASHSALE_ROOM_H_INCLUDED_
+
+
+#include "ngx_http_flashsale.h"
+
+
+/* the watermark counts millionths of a ticket: rate (thousandths per
+ * second) times elapsed milliseconds adds up exactly, so slow rates such
+ * as 1r/m are not lost to rounding however often the room is entered */
+#define NGX_HTTP_FLASHSALE_WM_ONE  1000000
+
+
+typedef struct {
+    uint64_t                      tickets;     /* last ticket issued */
+    uint64_t                      watermark;   /* in millionths */
+    uint64_t                      admitted;    /* passes granted */
+    ngx_msec_t                    last;        /* watermark advanced at */
+    time_t                        started;     /* zone created at */
+} ngx_http_flashsale_sh_t;
+
+
+struct ngx_http_flashsale_zone_s {
+    ngx_str_t                     name;
+    ngx_shm_zone_t               *shm_zone;
+    ngx_http_flashsale_sh_t      *sh;
+    ngx_slab_pool_t              *shpool;
+
+    ngx_uint_t                    rate;        /* thousandths per second */
+    ngx_uint_t                    burst;
+    time_t                        session;
+
+    /* where the zone was declared, given its rate, first used */
+    u_char                       *rate_file;
+    ngx_uint_t                    rate_line;
+    u_char                       *used_file;
+    ngx_uint_t                    used_line;
+
+    unsigned                      declared:1;
+    unsigned                      rate_set:1;
+};
+
+
+typedef struct {
+    uint64_t                      ticket;      /* in: 0 for a newcomer */
+    ngx_uint_t                    admitted;    /* out */
+    ngx_uint_t                    issued;      /* out: ticket is new */
+    uint64_t                      position;    /* out */
+    ngx_int_t                     eta;         /* out: seconds, -1 paused */
+} ngx_http_flashsale_entry_t;
+
+
+typedef struct {
+    ngx_uint_t                    rate;
+    ngx_uint_t                    burst;
+    time_t                        session;
+    uint64_t                      tickets;
+    uint64_t                      admitted;
+    uint64_t                      waiting;
+    ngx_int_t                     eta_new;
+    size_t                        shm_size;
+    size_t                        shm_used;
+} ngx_http_flashsale_room_stats_t;
+
+
+ngx_int_t ngx_http_flashsale_room_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+time_t ngx_http_flashsale_room_started(ngx_http_flashsale_zone_t *zone);
+void ngx_http_flashsale_room_enter(ngx_http_flashsale_zone_t *zone,
+    ngx_http_flashsale_entry_t *e);
+void ngx_http_flashsale_room_stats(ngx_http_flashsale_zone_t *zone,
+    ngx_http_flashsale_room_stats_t *st);
+ngx_int_t ngx_http_flashsale_room_eta(uint64_t ticket, uint64_t watermark,
+    ngx_uint_t rate);
+ngx_int_t ngx_http_flashsale_room_handler(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_http_flashsale_ctx_t *ctx);
+
+
+#endif /* _NGX_HTTP_FLASHSALE_ROOM_H_INCLUDED_ */

@@ -1,0 +1,604 @@
+
+/*
+ * Copyright (C) ngx_http_flashsale_module authors
+ */
+
+
+#include <sys/random.h>
+#include <errno.h>
+#include <jwt.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "ngx_http_flashsale_token.h"
+
+
+#define NGX_HTTP_FLASHSALE_KEYS_FILE_MAX  65536
+#define NGX_HTTP_FLASHSALE_KEYS_MAX       16
+
+/* HS256 signatures are 32 bytes: 43 base64url characters, no padding */
+#define NGX_HTTP_FLASHSALE_SIG_LEN        43
+
+
+static ngx_int_t ngx_http_flashsale_token_find(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_str_t *token, ngx_uint_t which);
+static const char *ngx_http_flashsale_token_check(ngx_http_request_t *r,
+    ngx_http_flashsale_keys_t *keys, ngx_str_t *zone, ngx_str_t *token,
+    ngx_http_flashsale_claims_t *claims, u_char *visitor_buf);
+static ngx_str_t *ngx_http_flashsale_token_key(ngx_http_flashsale_keys_t *keys,
+    ngx_str_t *token, size_t signed_len);
+static const char *ngx_http_flashsale_token_claims(jwt_t *jwt,
+    ngx_str_t *zone, ngx_http_flashsale_claims_t *claims, u_char *visitor_buf);
+static ngx_int_t ngx_http_flashsale_token_grant_int(jwt_t *jwt,
+    const char *name, long *value);
+
+
+char *
+ngx_http_flashsale_keys_load(ngx_conf_t *cf, ngx_http_flashsale_keys_t *keys)
+{
+    u_char           *buf, *p, *last, *eol, *end;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *key;
+    ngx_uint_t        line;
+    ngx_file_info_t   fi;
+
+    if (ngx_conf_full_name(cf->cycle, &keys->file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(keys->file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "flashsale_secret_file \"%V\" cannot be opened; "
+                           "create it with one key of at least %d bytes "
+                           "per line", &keys->file, NGX_HTTP_FLASHSALE_KEY_MIN);
+        return NGX_CONF_ERROR;
+    }
+
+    buf = NULL;
+    n = 0;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "flashsale_secret_file \"%V\": "
+                           ngx_fd_info_n " failed", &keys->file);
+        goto failed;
+    }
+
+    if (ngx_file_size(&fi) > NGX_HTTP_FLASHSALE_KEYS_FILE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "flashsale_secret_file \"%V\" is larger than "
+                           "%d bytes", &keys->file,
+                           NGX_HTTP_FLASHSALE_KEYS_FILE_MAX);
+        goto failed;
+    }
+
+    buf = ngx_pnalloc(cf->pool, (size_t) ngx_file_size(&fi) + 1);
+    if (buf == NULL) {
+        goto failed;
+    }
+
+    n = ngx_read_fd(fd, buf, (size_t) ngx_file_size(&fi));
+    if (n == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "flashsale_secret_file \"%V\": "
+                           ngx_read_fd_n " failed", &keys->file);
+        goto failed;
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%V\" failed", &keys->file);
+    }
+
+    if (ngx_array_init(&keys->keys, cf->pool, 2, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    last = buf + n;
+    line = 0;
+
+    for (p = buf; p < last; p = eol + 1) {
+        line++;
+
+        eol = ngx_strlchr(p, last, '\n');
+        if (eol == NULL) {
+            eol = last;
+        }
+
+        end = eol;
+        while (end > p && (end[-1] == '\r' || end[-1] == ' '
+                           || end[-1] == '\t'))
+        {
+            end--;
+        }
+
+        if (end == p || *p == '#') {
+            continue;
+        }
+
+        if (end - p < NGX_HTTP_FLASHSALE_KEY_MIN) {
+            /* the key itself is never logged, only where it is */
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "flashsale_secret_file \"%V\": the key on "
+                               "line %ui is %z bytes, keys must be at least "
+                               "%d bytes (e.g. \"openssl rand -base64 48\")",
+                               &keys->file, line, (size_t) (end - p),
+                               NGX_HTTP_FLASHSALE_KEY_MIN);
+            return NGX_CONF_ERROR;
+        }
+
+        if (keys->keys.nelts == NGX_HTTP_FLASHSALE_KEYS_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "flashsale_secret_file \"%V\" has more than "
+                               "%d keys", &keys->file,
+                               NGX_HTTP_FLASHSALE_KEYS_MAX);
+            return NGX_CONF_ERROR;
+        }
+
+        key = ngx_array_push(&keys->keys);
+        if (key == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        key->len = end - p;
+        key->data = p;
+    }
+
+    if (keys->keys.nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "flashsale_secret_file \"%V\" holds no key; "
+                           "put one key of at least %d bytes per line",
+                           &keys->file, NGX_HTTP_FLASHSALE_KEY_MIN);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+failed:
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%V\" failed", &keys->file);
+    }
+
+    return NGX_CONF_ERROR;
+}
+
+
+char *
+ngx_http_flashsale_cookie_attrs(ngx_conf_t *cf,
+    ngx_http_flashsale_cookie_t *cookie, ngx_str_t *domain, ngx_str_t *path,
+    ngx_uint_t secure, ngx_str_t *samesite)
+{
+    size_t   len;
+    u_char  *p;
+
+    len = sizeof("; Domain=") - 1 + domain->len
+          + sizeof("; Path=") - 1 + path->len
+          + sizeof("; Secure") - 1
+          + sizeof("; HttpOnly") - 1
+          + sizeof("; SameSite=") - 1 + samesite->len;
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cookie->attrs.data = p;
+
+    if (domain->len) {
+        p = ngx_sprintf(p, "; Domain=%V", domain);
+    }
+
+    p = ngx_sprintf(p, "; Path=%V", path);
+
+    if (secure) {
+        p = ngx_cpymem(p, "; Secure", sizeof("; Secure") - 1);
+    }
+
+    p = ngx_sprintf(p, "; HttpOnly; SameSite=%V", samesite);
+
+    cookie->attrs.len = p - cookie->attrs.data;
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_flashsale_token_read(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_str_t *zone,
+    ngx_http_flashsale_claims_t *claims, u_char *visitor_buf)
+{
+    const char  *err;
+    ngx_str_t    token;
+    ngx_uint_t   which;
+
+    /* an API client's bearer token first, then the browser's cookie */
+    for (which = 0; which < 2; which++) {
+
+        if (ngx_http_flashsale_token_find(r, lcf, &token, which) != NGX_OK) {
+            continue;
+        }
+
+        err = ngx_http_flashsale_token_check(r, lcf->keys, zone, &token,
+                                             claims, visitor_buf);
+        if (err == NULL) {
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "flashsale: %s token refused: %s",
+                      which == 0 ? "bearer" : "cookie", err);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_flashsale_token_issue(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_str_t *zone,
+    ngx_http_flashsale_claims_t *claims, ngx_str_t *token)
+{
+    int         rc;
+    char       *s;
+    u_char      sub[NGX_HTTP_FLASHSALE_VISITOR_MAX + 1];
+    jwt_t      *jwt;
+    ngx_str_t  *key;
+
+    if (jwt_new(&jwt) != 0) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "flashsale: jwt_new() failed");
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(sub, claims->visitor.data, claims->visitor.len);
+    sub[claims->visitor.len] = '\0';
+
+    /* zone names are kept null-terminated for libjwt */
+    rc = jwt_add_grant(jwt, "iss", "flashsale")
+         | jwt_add_grant(jwt, "aud", (char *) zone->data)
+         | jwt_add_grant(jwt, "sub", (char *) sub)
+         | jwt_add_grant_int(jwt, "tkt", (long) claims->ticket)
+         | jwt_add_grant_int(jwt, "iat", (long) claims->iat)
+         | jwt_add_grant_int(jwt, "exp", (long) claims->exp);
+
+    if (rc == 0 && claims->admitted) {
+        rc = jwt_add_grant_bool(jwt, "adm", 1);
+    }
+
+    key = lcf->keys->keys.elts;
+
+    if (rc == 0) {
+        rc = jwt_set_alg(jwt, JWT_ALG_HS256, key[0].data, (int) key[0].len);
+    }
+
+    if (rc != 0) {
+        jwt_free(jwt);
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "flashsale: cannot build a token: %s", strerror(rc));
+        return NGX_ERROR;
+    }
+
+    s = jwt_encode_str(jwt);
+    jwt_free(jwt);
+
+    if (s == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, ngx_errno,
+                      "flashsale: jwt_encode_str() failed");
+        return NGX_ERROR;
+    }
+
+    token->len = ngx_strlen(s);
+    token->data = ngx_pnalloc(r->pool, token->len);
+
+    if (token->data != NULL) {
+        ngx_memcpy(token->data, s, token->len);
+    }
+
+    free(s);
+
+    return token->data ? NGX_OK : NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_flashsale_token_cookie(ngx_http_request_t *r,
+    ngx_http_flashsale_cookie_t *cookie, ngx_str_t *token, time_t max_age,
+    ngx_str_t *value)
+{
+    size_t   len;
+    u_char  *p;
+
+    len = cookie->name.len + 1 + token->len
+          + sizeof("; Max-Age=") - 1 + NGX_TIME_T_LEN + cookie->attrs.len;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    value->data = p;
+
+    p = ngx_sprintf(p, "%V=%V; Max-Age=%T%V", &cookie->name, token, max_age,
+                    &cookie->attrs);
+
+    value->len = p - value->data;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_flashsale_visitor_new(u_char *buf)
+{
+    u_char      rnd[NGX_HTTP_FLASHSALE_VISITOR_LEN / 2];
+    ngx_uint_t  i;
+    uint32_t    v;
+
+    /* getrandom() does not block once the kernel pool is ready, which it
+     * is long before nginx starts; GRND_NONBLOCK makes sure of it */
+    if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t) sizeof(rnd)) {
+        for (i = 0; i < sizeof(rnd); i += sizeof(uint32_t)) {
+            v = (uint32_t) ngx_random() ^ (uint32_t) ngx_current_msec;
+            ngx_memcpy(&rnd[i], &v, sizeof(uint32_t));
+        }
+    }
+
+    ngx_hex_dump(buf, rnd, sizeof(rnd));
+}
+
+
+static ngx_int_t
+ngx_http_flashsale_token_find(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_str_t *token, ngx_uint_t which)
+{
+    u_char           *p, *last;
+    ngx_table_elt_t  *h;
+
+    if (which == 1) {
+        if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies,
+                                              &lcf->cookie->name, token)
+            == NGX_DECLINED)
+        {
+            return NGX_DECLINED;
+        }
+
+        return token->len ? NGX_OK : NGX_DECLINED;
+    }
+
+    h = r->headers_in.authorization;
+
+    if (h == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p = h->value.data;
+    last = p + h->value.len;
+
+    while (p < last && *p == ' ') {
+        p++;
+    }
+
+    if (last - p < (ssize_t) sizeof("Bearer ") - 1
+        || ngx_strncasecmp(p, (u_char *) "Bearer ", sizeof("Bearer ") - 1)
+           != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    p += sizeof("Bearer ") - 1;
+
+    while (p < last && *p == ' ') {
+        p++;
+    }
+
+    while (last > p && last[-1] == ' ') {
+        last--;
+    }
+
+    token->data = p;
+    token->len = last - p;
+
+    return token->len ? NGX_OK : NGX_DECLINED;
+}
+
+
+static const char *
+ngx_http_flashsale_token_check(ngx_http_request_t *r,
+    ngx_http_flashsale_keys_t *keys, ngx_str_t *zone, ngx_str_t *token,
+    ngx_http_flashsale_claims_t *claims, u_char *visitor_buf)
+{
+    int          rc;
+    u_char      *p, *dot1, *dot2, *last, *s;
+    jwt_t       *jwt;
+    ngx_str_t   *key;
+    const char  *err;
+
+    if (token->len > NGX_HTTP_FLASHSALE_TOKEN_MAX) {
+        return "too long";
+    }
+
+    p = token->data;
+    last = p + token->len;
+
+    dot1 = ngx_strlchr(p, last, '.');
+    dot2 = dot1 ? ngx_strlchr(dot1 + 1, last, '.') : NULL;
+
+    if (dot1 == NULL || dot2 == NULL || dot1 == p || dot2 == dot1 + 1
+        || ngx_strlchr(dot2 + 1, last, '.') != NULL)
+    {
+        return "not a JWT";
+    }
+
+    if (last - (dot2 + 1) != NGX_HTTP_FLASHSALE_SIG_LEN) {
+        return "not an HS256 signature";
+    }
+
+    key = ngx_http_flashsale_token_key(keys, token, dot2 - p);
+    if (key == NULL) {
+        return "bad signature";
+    }
+
+    s = ngx_pnalloc(r->pool, token->len + 1);
+    if (s == NULL) {
+        return "no memory";
+    }
+
+    (void) ngx_cpystrn(s, token->data, token->len + 1);
+
+    rc = jwt_decode(&jwt, (char *) s, key->data, (int) key->len);
+    if (rc != 0) {
+        return "cannot be decoded";
+    }
+
+    /* the signature matched as HS256 already; the header must agree */
+    if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
+        jwt_free(jwt);
+        return "algorithm is not HS256";
+    }
+
+    err = ngx_http_flashsale_token_claims(jwt, zone, claims, visitor_buf);
+
+    jwt_free(jwt);
+
+    return err;
+}
+
+
+static ngx_str_t *
+ngx_http_flashsale_token_key(ngx_http_flashsale_keys_t *keys,
+    ngx_str_t *token, size_t signed_len)
+{
+    u_char        md[EVP_MAX_MD_SIZE], raw[48];
+    ngx_str_t     sig, dec, *key;
+    ngx_uint_t    i;
+    unsigned int  md_len;
+
+    sig.data = token->data + signed_len + 1;
+    sig.len = NGX_HTTP_FLASHSALE_SIG_LEN;
+    dec.data = raw;
+
+    if (ngx_decode_base64url(&dec, &sig) != NGX_OK || dec.len != 32) {
+        return NULL;
+    }
+
+    key = keys->keys.elts;
+
+    /* every key is tried, so the time taken does not tell which matched */
+    for (i = 0; i < keys->keys.nelts; i++) {
+        if (HMAC(EVP_sha256(), key[i].data, (int) key[i].len, token->data,
+                 signed_len, md, &md_len)
+            == NULL || md_len != 32)
+        {
+            continue;
+        }
+
+        if (CRYPTO_memcmp(md, raw, 32) == 0) {
+            return &key[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static const char *
+ngx_http_flashsale_token_claims(jwt_t *jwt, ngx_str_t *zone,
+    ngx_http_flashsale_claims_t *claims, u_char *visitor_buf)
+{
+    long         exp, iat, nbf, tkt;
+    size_t       len;
+    time_t       now;
+    ngx_uint_t   i;
+    const char  *s;
+
+    now = ngx_time();
+
+    s = jwt_get_grant(jwt, "iss");
+    if (s == NULL || ngx_strcmp(s, "flashsale") != 0) {
+        return "wrong or missing iss";
+    }
+
+    s = jwt_get_grant(jwt, "aud");
+    if (s == NULL || ngx_strlen(s) != zone->len
+        || ngx_strncmp(s, zone->data, zone->len) != 0)
+    {
+        return "wrong or missing aud";
+    }
+
+    if (ngx_http_flashsale_token_grant_int(jwt, "exp", &exp) != NGX_OK) {
+        return "no integer exp";
+    }
+
+    if (exp + NGX_HTTP_FLASHSALE_LEEWAY <= now) {
+        return "expired";
+    }
+
+    if (ngx_http_flashsale_token_grant_int(jwt, "nbf", &nbf) == NGX_OK
+        && nbf > now + NGX_HTTP_FLASHSALE_LEEWAY)
+    {
+        return "not yet valid";
+    }
+
+    if (ngx_http_flashsale_token_grant_int(jwt, "iat", &iat) != NGX_OK
+        || iat > now + NGX_HTTP_FLASHSALE_LEEWAY)
+    {
+        return "no or future iat";
+    }
+
+    if (ngx_http_flashsale_token_grant_int(jwt, "tkt", &tkt) != NGX_OK
+        || tkt < 1)
+    {
+        return "no ticket number";
+    }
+
+    s = jwt_get_grant(jwt, "sub");
+    len = s ? ngx_strlen(s) : 0;
+
+    if (len == 0 || len > NGX_HTTP_FLASHSALE_VISITOR_MAX) {
+        return "no valid sub";
+    }
+
+    /* visitor ids end up in Redis keys and logs: letters and digits only */
+    for (i = 0; i < len; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z')
+              || (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '-' || s[i] == '_'))
+        {
+            return "no valid sub";
+        }
+    }
+
+    ngx_memcpy(visitor_buf, s, len);
+
+    claims->visitor.data = visitor_buf;
+    claims->visitor.len = len;
+    claims->ticket = (uint64_t) tkt;
+    claims->iat = iat;
+    claims->exp = exp;
+
+    errno = 0;
+    claims->admitted = (jwt_get_grant_bool(jwt, "adm") == 1 && errno == 0);
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_flashsale_token_grant_int(jwt_t *jwt, const char *name, long *value)
+{
+    /* libjwt reports a missing grant through errno only */
+    errno = 0;
+    *value = jwt_get_grant_int(jwt, name);
+
+    if (errno != 0) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
