@@ -12,6 +12,8 @@
 #include "ngx_http_flashsale_token.h"
 #include "ngx_http_flashsale_page.h"
 #include "ngx_http_flashsale_status.h"
+#include "ngx_http_flashsale_redis.h"
+#include "ngx_http_flashsale_reserve.h"
 
 
 #define NGX_HTTP_FLASHSALE_ZONE_NAME_MAX   32
@@ -50,6 +52,12 @@ static char *ngx_http_flashsale_cookie(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_flashsale_page(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_flashsale_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_flashsale_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_flashsale_reserve(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_flashsale_backend(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
@@ -97,6 +105,41 @@ static ngx_command_t  ngx_http_flashsale_commands[] = {
       0,
       NULL },
 
+    { ngx_string("flashsale_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_flashsale_redis,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("flashsale_reserve"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_flashsale_reserve,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("flashsale_release"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_flashsale_backend,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_FLASHSALE_OP_RELEASE,
+      NULL },
+
+    { ngx_string("flashsale_confirm"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_flashsale_backend,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_FLASHSALE_OP_CONFIRM,
+      NULL },
+
+    { ngx_string("flashsale_stock"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_flashsale_backend,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_FLASHSALE_OP_STOCK,
+      NULL },
+
       ngx_null_command
 };
 
@@ -137,6 +180,7 @@ ngx_module_t  ngx_http_flashsale_module = {
 #define NGX_HTTP_FLASHSALE_VAR_TICKET      2
 #define NGX_HTTP_FLASHSALE_VAR_POS         3
 #define NGX_HTTP_FLASHSALE_VAR_ETA_SECS    4
+#define NGX_HTTP_FLASHSALE_VAR_RESERVATION 5
 
 
 static ngx_http_variable_t  ngx_http_flashsale_vars[] = {
@@ -155,6 +199,9 @@ static ngx_http_variable_t  ngx_http_flashsale_vars[] = {
 
     { ngx_string("flashsale_eta"), NULL, ngx_http_flashsale_variable,
       NGX_HTTP_FLASHSALE_VAR_ETA_SECS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("flashsale_reservation"), NULL, ngx_http_flashsale_variable,
+      NGX_HTTP_FLASHSALE_VAR_RESERVATION, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -175,6 +222,7 @@ static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_int_t
 ngx_http_flashsale_handler(ngx_http_request_t *r)
 {
+    ngx_int_t                       rc;
     ngx_pool_cleanup_t             *cln;
     ngx_http_flashsale_ctx_t       *ctx;
     ngx_http_flashsale_loc_conf_t  *lcf;
@@ -185,9 +233,12 @@ ngx_http_flashsale_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    ctx = ngx_http_flashsale_get_ctx(r);
+
     /* decided once per request, internal redirects included */
-    if (ngx_http_flashsale_get_ctx(r) != NULL) {
-        return NGX_DECLINED;
+    if (ctx != NULL) {
+        return ctx->reserving == NGX_HTTP_FLASHSALE_RESERVE_WAITING
+               ? NGX_AGAIN : NGX_DECLINED;
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_flashsale_ctx_t));
@@ -207,7 +258,22 @@ ngx_http_flashsale_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_flashsale_module);
 
-    return ngx_http_flashsale_room_handler(r, lcf, ctx);
+    rc = ngx_http_flashsale_room_handler(r, lcf, ctx);
+
+    if (rc != NGX_DECLINED || lcf->reserve == NULL) {
+        return rc;
+    }
+
+    rc = ngx_http_flashsale_reserve_handler(r, lcf, ctx);
+
+    if (rc == NGX_AGAIN || rc == NGX_DECLINED) {
+        return rc;
+    }
+
+    /* an answer was sent, or rc is the status of one to send */
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
 }
 
 
@@ -303,6 +369,12 @@ ngx_http_flashsale_variable(ngx_http_request_t *r,
         v->len = ctx->visitor.len;
         v->data = ctx->visitor.data;
         return NGX_OK;
+
+    case NGX_HTTP_FLASHSALE_VAR_RESERVATION:
+        v->len = ctx->reservation.len;
+        v->data = ctx->reservation.data;
+        v->not_found = (v->len == 0);
+        return NGX_OK;
     }
 
     p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
@@ -368,6 +440,14 @@ ngx_http_flashsale_postconfiguration(ngx_conf_t *cf)
 
     for (i = 0; i < fmcf->zones.nelts; i++) {
 
+        if (!zones[i]->declared && zones[i]->used_file == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "flashsale zone=%V is unknown: declare it with "
+                          "\"flashsale_zone %V:10m;\" in the http block",
+                          &zones[i]->name, &zones[i]->name);
+            return NGX_ERROR;
+        }
+
         if (!zones[i]->declared) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "flashsale zone=%V in %s:%ui is unknown: declare "
@@ -421,6 +501,13 @@ ngx_http_flashsale_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&fmcf->redis, cf->pool, 1,
+                       sizeof(ngx_http_flashsale_redis_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return fmcf;
 }
 
@@ -442,6 +529,10 @@ ngx_http_flashsale_create_loc_conf(ngx_conf_t *cf)
      *     conf->keys = NULL;
      *     conf->cookie = NULL;
      *     conf->pages[] = NULL;
+     *     conf->redis = NULL;
+     *     conf->reserve = NULL;
+     *     conf->backend = 0;
+     *     conf->backend_zone = NULL;
      */
 
     return conf;
@@ -470,10 +561,36 @@ ngx_http_flashsale_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->cookie = prev->cookie;
     }
 
+    if (conf->redis == NULL) {
+        conf->redis = prev->redis;
+    }
+
     for (i = 0; i < NGX_HTTP_FLASHSALE_PAGE_N; i++) {
         if (conf->pages[i] == NULL) {
             conf->pages[i] = prev->pages[i];
         }
+    }
+
+    /* the defaults are built once per configuration and shared */
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_flashsale_module);
+
+    if (conf->backend && conf->backend_zone == NULL) {
+        if (fmcf->zones.nelts != 1) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "flashsale_release, flashsale_confirm and "
+                               "flashsale_stock need \"zone=name\" when "
+                               "there is not exactly one flashsale_zone");
+            return NGX_CONF_ERROR;
+        }
+
+        conf->backend_zone = ((ngx_http_flashsale_zone_t **)
+                              fmcf->zones.elts)[0];
+    }
+
+    if ((conf->reserve || conf->backend)
+        && ngx_http_flashsale_reserve_merge(cf, conf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     if (conf->zone == NULL) {
@@ -488,9 +605,6 @@ ngx_http_flashsale_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            &conf->zone->name);
         return NGX_CONF_ERROR;
     }
-
-    /* the defaults are built once per configuration and shared */
-    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_flashsale_module);
 
     if (conf->cookie == NULL) {
         if (fmcf->cookie == NULL) {
@@ -1024,6 +1138,89 @@ ngx_http_flashsale_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_flashsale_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_flashsale_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_flashsale_loc_conf_t  *lcf = conf;
+
+    ngx_http_flashsale_redis_t       **rp;
+    ngx_http_flashsale_main_conf_t    *fmcf;
+
+    if (lcf->redis) {
+        return "is duplicate";
+    }
+
+    if (ngx_http_flashsale_redis_conf(cf, &lcf->redis) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_flashsale_module);
+
+    rp = ngx_array_push(&fmcf->redis);
+    if (rp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *rp = lcf->redis;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_flashsale_reserve(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_flashsale_loc_conf_t  *lcf = conf;
+
+    if (lcf->reserve) {
+        return "is duplicate";
+    }
+
+    return ngx_http_flashsale_reserve_conf(cf, &lcf->reserve);
+}
+
+
+static char *
+ngx_http_flashsale_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_flashsale_loc_conf_t  *lcf = conf;
+
+    ngx_str_t                 *value, name;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (lcf->backend) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2) {
+        if (ngx_strncmp(value[1].data, "zone=", 5) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%V: invalid parameter \"%V\"; the only one "
+                               "is zone=name", &cmd->name, &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        name.data = value[1].data + 5;
+        name.len = value[1].len - 5;
+
+        lcf->backend_zone = ngx_http_flashsale_zone_get(cf, &name);
+        if (lcf->backend_zone == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+    }
+
+    lcf->backend = cmd->offset;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_flashsale_backend_handler;
 
     return NGX_CONF_OK;
 }

@@ -32,8 +32,26 @@
 #define NGX_HTTP_FLASHSALE_VISITOR_MAX     64
 
 
-typedef struct ngx_http_flashsale_zone_s  ngx_http_flashsale_zone_t;
-typedef struct ngx_http_flashsale_page_s  ngx_http_flashsale_page_t;
+typedef struct ngx_http_flashsale_zone_s       ngx_http_flashsale_zone_t;
+typedef struct ngx_http_flashsale_page_s       ngx_http_flashsale_page_t;
+typedef struct ngx_http_flashsale_redis_s      ngx_http_flashsale_redis_t;
+typedef struct ngx_http_flashsale_redis_cmd_s  ngx_http_flashsale_redis_cmd_t;
+typedef struct ngx_http_flashsale_reserve_s    ngx_http_flashsale_reserve_t;
+
+
+/* counters in the zone, changed with atomic adds and no lock */
+typedef struct {
+    ngx_atomic_t                  reserved;
+    ngx_atomic_t                  sold_out;
+    ngx_atomic_t                  released;
+    ngx_atomic_t                  confirmed;
+    ngx_atomic_t                  errors;
+    ngx_atomic_t                  bad_requests;
+    ngx_atomic_t                  redis_calls;
+    ngx_atomic_t                  redis_errors;
+    ngx_atomic_t                  redis_timeouts;
+    ngx_atomic_t                  redis_latency_ms;   /* sum over calls */
+} ngx_http_flashsale_stats_t;
 
 
 typedef struct {
@@ -50,6 +68,7 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                   zones;      /* of ngx_http_flashsale_zone_t * */
+    ngx_array_t                   redis;      /* of ngx_http_flashsale_redis_t * */
 
     /* defaults, built once per configuration */
     ngx_http_flashsale_cookie_t  *cookie;
@@ -62,6 +81,12 @@ typedef struct {
     ngx_http_flashsale_keys_t    *keys;
     ngx_http_flashsale_cookie_t  *cookie;
     ngx_http_flashsale_page_t    *pages[NGX_HTTP_FLASHSALE_PAGE_N];
+    ngx_http_flashsale_redis_t   *redis;
+    ngx_http_flashsale_reserve_t *reserve;
+
+    /* flashsale_release, _confirm, _stock: the script's op and zone */
+    ngx_uint_t                    backend;
+    ngx_http_flashsale_zone_t    *backend_zone;
 } ngx_http_flashsale_loc_conf_t;
 
 
@@ -75,6 +100,12 @@ typedef struct {
     ngx_str_t                     visitor;
     ngx_str_t                     token;      /* issued by this request */
     ngx_str_t                     set_cookie; /* whole header value */
+
+    ngx_http_request_t           *request;
+    ngx_http_flashsale_redis_cmd_t  *cmd;     /* in flight */
+    ngx_uint_t                    reserving;  /* NGX_HTTP_FLASHSALE_RESERVE_* */
+    ngx_str_t                     sku;
+    ngx_str_t                     reservation;
 
     u_char                        visitor_data[NGX_HTTP_FLASHSALE_VISITOR_MAX];
 } ngx_http_flashsale_ctx_t;

@@ -566,3 +566,184 @@ ngx_http_flashsale_page_header(ngx_http_request_t *r, char *key,
     return NGX_OK;
 }
 
+
+
+ngx_int_t
+ngx_http_flashsale_page_sold_out(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_str_t *sku)
+{
+    u_char                            *p;
+    ngx_str_t                          body;
+    ngx_http_flashsale_page_values_t   v;
+
+    /* SKUs reaching here were checked: [A-Za-z0-9._:-], nothing to escape */
+    if (ngx_http_flashsale_page_wants_json(r)) {
+        body.len = sizeof("{\"state\":\"sold_out\",\"sku\":\"\"}") - 1
+                   + sku->len;
+        body.data = ngx_pnalloc(r->pool, body.len);
+        if (body.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_sprintf(body.data, "{\"state\":\"sold_out\",\"sku\":\"%V\"}",
+                        sku);
+        body.len = p - body.data;
+
+        return ngx_http_flashsale_page_send(r, NGX_HTTP_CONFLICT,
+                                            &ngx_http_flashsale_json_type,
+                                            &body, 0, 0);
+    }
+
+    ngx_memzero(&v, sizeof(ngx_http_flashsale_page_values_t));
+    v.values[NGX_HTTP_FLASHSALE_VAR_ZONE] = lcf->zone->name;
+
+    if (ngx_http_flashsale_page_render(r,
+                                lcf->pages[NGX_HTTP_FLASHSALE_PAGE_SOLD_OUT],
+                                &v, &body)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_flashsale_page_send(r, NGX_HTTP_CONFLICT,
+                                        &ngx_http_flashsale_html_type,
+                                        &body, 0, 0);
+}
+
+
+ngx_int_t
+ngx_http_flashsale_page_retry(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_uint_t retry_after)
+{
+    u_char                            *p, retry[NGX_INT_T_LEN];
+    ngx_str_t                          body;
+    ngx_http_flashsale_page_values_t   v;
+
+    if (ngx_http_flashsale_page_wants_json(r)) {
+        body.len = sizeof("{\"state\":\"retry\",\"retry_after\":}") - 1
+                   + NGX_INT_T_LEN;
+        body.data = ngx_pnalloc(r->pool, body.len);
+        if (body.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_sprintf(body.data, "{\"state\":\"retry\",\"retry_after\":%ui}",
+                        retry_after);
+        body.len = p - body.data;
+
+        return ngx_http_flashsale_page_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            &ngx_http_flashsale_json_type,
+                                            &body, retry_after, 0);
+    }
+
+    ngx_memzero(&v, sizeof(ngx_http_flashsale_page_values_t));
+    v.values[NGX_HTTP_FLASHSALE_VAR_ZONE] = lcf->zone->name;
+    v.values[NGX_HTTP_FLASHSALE_VAR_RETRY_AFTER].data = retry;
+    v.values[NGX_HTTP_FLASHSALE_VAR_RETRY_AFTER].len =
+                              ngx_sprintf(retry, "%ui", retry_after) - retry;
+
+    if (ngx_http_flashsale_page_render(r,
+                                   lcf->pages[NGX_HTTP_FLASHSALE_PAGE_RETRY],
+                                   &v, &body)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_flashsale_page_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        &ngx_http_flashsale_html_type,
+                                        &body, retry_after, 0);
+}
+
+
+ngx_int_t
+ngx_http_flashsale_page_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *message, ngx_str_t *sku)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   body;
+
+    len = ngx_strlen(message) + (sku ? sku->len : 0);
+
+    if (ngx_http_flashsale_page_wants_json(r)) {
+        body.data = ngx_pnalloc(r->pool,
+                                sizeof("{\"error\":\"\",\"sku\":\"\"}") + len);
+        if (body.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_sprintf(body.data, "{\"error\":\"%s\"", message);
+
+        if (sku) {
+            p = ngx_sprintf(p, ",\"sku\":\"%V\"", sku);
+        }
+
+        *p++ = '}';
+        body.len = p - body.data;
+
+        return ngx_http_flashsale_page_send(r, status,
+                                            &ngx_http_flashsale_json_type,
+                                            &body, 0, 0);
+    }
+
+    body.data = ngx_pnalloc(r->pool,
+                            sizeof(NGX_HTTP_FLASHSALE_PAGE_HEAD) - 1
+                            + sizeof("<title></title>\n") - 1
+                            + sizeof(NGX_HTTP_FLASHSALE_PAGE_STYLE) - 1
+                            + sizeof("<h1></h1>\n<p>: </p>\n"
+                                     "</main>\n</body>\n</html>\n")
+                            + 2 * len);
+    if (body.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(body.data, NGX_HTTP_FLASHSALE_PAGE_HEAD,
+                   sizeof(NGX_HTTP_FLASHSALE_PAGE_HEAD) - 1);
+    p = ngx_sprintf(p, "<title>%s</title>\n", message);
+    p = ngx_cpymem(p, NGX_HTTP_FLASHSALE_PAGE_STYLE,
+                   sizeof(NGX_HTTP_FLASHSALE_PAGE_STYLE) - 1);
+    p = ngx_sprintf(p, "<h1>%s</h1>\n", message);
+
+    if (sku) {
+        p = ngx_sprintf(p, "<p>%s: %V</p>\n", message, sku);
+    }
+
+    p = ngx_cpymem(p, "</main>\n</body>\n</html>\n",
+                   sizeof("</main>\n</body>\n</html>\n") - 1);
+    body.len = p - body.data;
+
+    return ngx_http_flashsale_page_send(r, status,
+                                        &ngx_http_flashsale_html_type,
+                                        &body, 0, 0);
+}
+
+
+ngx_int_t
+ngx_http_flashsale_page_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body)
+{
+    return ngx_http_flashsale_page_send(r, status,
+                                        &ngx_http_flashsale_json_type,
+                                        body, 0, 0);
+}
+
+
+ngx_int_t
+ngx_http_flashsale_page_json_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *message)
+{
+    u_char     *p;
+    ngx_str_t   body;
+
+    body.data = ngx_pnalloc(r->pool, sizeof("{\"error\":\"\"}")
+                                     + ngx_strlen(message));
+    if (body.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body.data, "{\"error\":\"%s\"}", message);
+    body.len = p - body.data;
+
+    return ngx_http_flashsale_page_json(r, status, &body);
+}

@@ -50,6 +50,16 @@ ngx_http_flashsale_page_t *ngx_http_flashsale_page_builtin(ngx_conf_t *cf,
 ngx_int_t ngx_http_flashsale_page_waiting(ngx_http_request_t *r,
     ngx_http_flashsale_loc_conf_t *lcf, ngx_http_flashsale_ctx_t *ctx);
 ngx_uint_t ngx_http_flashsale_page_wants_json(ngx_http_request_t *r);
+ngx_int_t ngx_http_flashsale_page_sold_out(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_str_t *sku);
+ngx_int_t ngx_http_flashsale_page_retry(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_uint_t retry_after);
+ngx_int_t ngx_http_flashsale_page_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *message, ngx_str_t *sku);
+ngx_int_t ngx_http_flashsale_page_json(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *body);
+ngx_int_t ngx_http_flashsale_page_json_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *message);
 
 
 #endif /* _NGX_HTTP_FLASHSALE_PAGE_H_INCLUDED_ */

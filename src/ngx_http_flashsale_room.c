@@ -44,6 +44,8 @@ ngx_http_flashsale_room_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     zone->shpool->data = zone->sh;
 
+    ngx_memzero(zone->sh, sizeof(ngx_http_flashsale_sh_t));
+
     zone->sh->tickets = 0;
     zone->sh->admitted = 0;
     zone->sh->last = ngx_current_msec;

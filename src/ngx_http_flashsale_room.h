@@ -26,6 +26,7 @@ typedef struct {
     uint64_t                      admitted;    /* passes granted */
     ngx_msec_t                    last;        /* watermark advanced at */
     time_t                        started;     /* zone created at */
+    ngx_http_flashsale_stats_t    stats;
 } ngx_http_flashsale_sh_t;
 
 

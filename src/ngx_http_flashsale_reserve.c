@@ -1,0 +1,832 @@
+
+/*
+ * Copyright (C) ngx_http_flashsale_module authors
+ */
+
+
+#include "ngx_http_flashsale_reserve.h"
+#include "ngx_http_flashsale_redis.h"
+#include "ngx_http_flashsale_room.h"
+#include "ngx_http_flashsale_page.h"
+
+
+#define NGX_HTTP_FLASHSALE_SKU_MAX        64
+#define NGX_HTTP_FLASHSALE_QTY_MAX        1000000
+
+/* expired holds given back per call: bounded so no call runs long */
+#define NGX_HTTP_FLASHSALE_RECLAIM_BATCH  "100"
+
+/* how long a shopper is asked to wait when Redis failed */
+#define NGX_HTTP_FLASHSALE_REDIS_RETRY    2
+
+
+typedef struct {
+    ngx_http_request_t           *request;
+    ngx_http_flashsale_loc_conf_t  *lcf;
+    ngx_http_flashsale_redis_cmd_t *cmd;
+    ngx_str_t                     sku;
+    ngx_str_t                     visitor;
+} ngx_http_flashsale_backend_ctx_t;
+
+
+static ngx_int_t ngx_http_flashsale_reserve_call(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_http_flashsale_zone_t *zone,
+    const char *op, ngx_str_t *sku, ngx_str_t *visitor, ngx_str_t *qty,
+    ngx_msec_t hold, ngx_http_flashsale_redis_handler_pt handler,
+    void *data, ngx_http_flashsale_redis_cmd_t **cmdp);
+static void ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
+    ngx_uint_t status, ngx_msec_t latency);
+static void ngx_http_flashsale_reserve_cleanup(void *data);
+static ngx_int_t ngx_http_flashsale_reserve_result(ngx_log_t *log,
+    ngx_http_flashsale_zone_t *zone, redisReply *reply, ngx_uint_t status,
+    ngx_msec_t latency, long long *res, ngx_uint_t n);
+static void ngx_http_flashsale_backend_done(void *data, redisReply *reply,
+    ngx_uint_t status, ngx_msec_t latency);
+static void ngx_http_flashsale_backend_cleanup(void *data);
+static ngx_int_t ngx_http_flashsale_check_sku(ngx_str_t *sku);
+static ngx_int_t ngx_http_flashsale_check_visitor(ngx_str_t *visitor);
+static ngx_int_t ngx_http_flashsale_check_qty(ngx_str_t *qty,
+    ngx_uint_t max);
+
+
+/*
+ * KEYS: stock, holds (visitor -> expiry ms), qty (visitor -> quantity)
+ * ARGV: op, visitor, qty, hold ms, reclaim batch
+ *
+ * Redis' own clock decides expiry, so nginx nodes with skewed clocks
+ * agree.  Every op first gives a bounded batch of expired holds back.
+ * Replies: reserve {3 new | 2 existing, qty, expiry, stock} | {0, stock}
+ * (sold out) | {-1} (no stock key: unknown SKU, never unlimited);
+ * release/confirm {1, qty} | {0}; get {1, stock, holds}; set {1, stock}.
+ */
+static ngx_http_flashsale_redis_script_t  ngx_http_flashsale_script = {
+    ngx_string(
+"local op = ARGV[1]\n"
+"if op == 'set' then\n"
+"  redis.call('SET', KEYS[1], ARGV[3])\n"
+"  return {1, tonumber(ARGV[3])}\n"
+"end\n"
+"local stock = redis.call('GET', KEYS[1])\n"
+"if not stock then return {-1} end\n"
+"stock = tonumber(stock)\n"
+"local t = redis.call('TIME')\n"
+"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+"local back = 0\n"
+"local function drop(v)\n"
+"  local q = tonumber(redis.call('HGET', KEYS[3], v) or '0')\n"
+"  redis.call('ZREM', KEYS[2], v)\n"
+"  redis.call('HDEL', KEYS[3], v)\n"
+"  return q\n"
+"end\n"
+"local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now,\n"
+"                       'LIMIT', 0, tonumber(ARGV[5]))\n"
+"for _, v in ipairs(old) do back = back + drop(v) end\n"
+"if back > 0 then stock = redis.call('INCRBY', KEYS[1], back) end\n"
+"if op == 'get' then\n"
+"  return {1, stock, redis.call('ZCARD', KEYS[2])}\n"
+"end\n"
+"local exp = redis.call('ZSCORE', KEYS[2], ARGV[2])\n"
+"if op == 'reserve' then\n"
+"  if exp then\n"
+"    exp = tonumber(exp)\n"
+"    if exp > now then\n"
+"      return {2, tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0'),\n"
+"              exp, stock}\n"
+"    end\n"
+"    stock = redis.call('INCRBY', KEYS[1], drop(ARGV[2]))\n"
+"  end\n"
+"  local q = tonumber(ARGV[3])\n"
+"  if stock < q then return {0, stock} end\n"
+"  stock = redis.call('DECRBY', KEYS[1], q)\n"
+"  local e = now + tonumber(ARGV[4])\n"
+"  redis.call('ZADD', KEYS[2], e, ARGV[2])\n"
+"  redis.call('HSET', KEYS[3], ARGV[2], q)\n"
+"  return {3, q, e, stock}\n"
+"end\n"
+"if not exp then return {0} end\n"
+"local q = drop(ARGV[2])\n"
+"if op == 'release' then redis.call('INCRBY', KEYS[1], q) end\n"
+"return {1, q}\n"),
+    { 0 }
+};
+
+
+static ngx_str_t  ngx_http_flashsale_ops[] = {
+    ngx_string("reserve"),
+    ngx_string("release"),
+    ngx_string("confirm"),
+    ngx_string("stock"),
+};
+
+
+char *
+ngx_http_flashsale_reserve_conf(ngx_conf_t *cf,
+    ngx_http_flashsale_reserve_t **reservep)
+{
+    ngx_int_t                           n;
+    ngx_str_t                          *value, s;
+    ngx_uint_t                          i;
+    ngx_http_flashsale_reserve_t       *reserve;
+    ngx_http_compile_complex_value_t    ccv;
+
+    value = cf->args->elts;
+
+    reserve = ngx_pcalloc(cf->pool, sizeof(ngx_http_flashsale_reserve_t));
+    if (reserve == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    reserve->hold = 10 * 60 * 1000;
+    reserve->max_qty = 10;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "sku=", 4) == 0
+            || ngx_strncmp(value[i].data, "qty=", 4) == 0)
+        {
+            s.data = value[i].data + 4;
+            s.len = value[i].len - 4;
+
+            if (s.len == 0) {
+                goto invalid;
+            }
+
+            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+            ccv.cf = cf;
+            ccv.value = &s;
+            ccv.complex_value = ngx_palloc(cf->pool,
+                                        sizeof(ngx_http_complex_value_t));
+            if (ccv.complex_value == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            if (value[i].data[0] == 's') {
+                reserve->sku = ccv.complex_value;
+
+            } else {
+                reserve->qty = ccv.complex_value;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "hold=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            reserve->hold = ngx_parse_time(&s, 0);
+            if (reserve->hold == (ngx_msec_t) NGX_ERROR
+                || reserve->hold == 0)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_qty=", 8) == 0) {
+            n = ngx_atoi(value[i].data + 8, value[i].len - 8);
+            if (n == NGX_ERROR || n < 1 || n > NGX_HTTP_FLASHSALE_QTY_MAX) {
+                goto invalid;
+            }
+
+            reserve->max_qty = n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (reserve->sku == NULL || reserve->qty == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "flashsale_reserve needs sku= and qty=, e.g. "
+                           "\"flashsale_reserve sku=$arg_sku qty=$arg_qty;\"");
+        return NGX_CONF_ERROR;
+    }
+
+    *reservep = reserve;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "flashsale_reserve: invalid parameter \"%V\"; known "
+                       "are sku=value, qty=value, hold=10m, max_qty=10",
+                       &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+char *
+ngx_http_flashsale_reserve_merge(ngx_conf_t *cf,
+    ngx_http_flashsale_loc_conf_t *conf)
+{
+    if (ngx_http_flashsale_script.sha[0] == '\0'
+        && ngx_http_flashsale_redis_script(cf, &ngx_http_flashsale_script)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->reserve && conf->zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "flashsale_reserve needs \"flashsale zone=...\" "
+                           "in the same location: only admitted shoppers "
+                           "reserve");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->redis == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s needs \"flashsale_redis host:port;\"",
+                           conf->reserve ? "flashsale_reserve"
+                                         : "flashsale_release, "
+                                           "flashsale_confirm and "
+                                           "flashsale_stock");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_flashsale_redis_add_script(conf->redis,
+                                            &ngx_http_flashsale_script)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_flashsale_reserve_handler(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_http_flashsale_ctx_t *ctx)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      qty;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_flashsale_zone_t     *zone;
+    ngx_http_flashsale_reserve_t  *reserve;
+
+    reserve = lcf->reserve;
+    zone = lcf->zone;
+
+    if (ngx_http_complex_value(r, reserve->sku, &ctx->sku) != NGX_OK
+        || ngx_http_complex_value(r, reserve->qty, &qty) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* bad input is answered here and never reaches Redis */
+    if (ngx_http_flashsale_check_sku(&ctx->sku) != NGX_OK) {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.bad_requests, 1);
+        ngx_str_null(&ctx->sku);
+        return ngx_http_flashsale_page_error(r, NGX_HTTP_BAD_REQUEST,
+                                    "invalid sku: use 1 to 64 of "
+                                    "A-Z a-z 0-9 . _ : -", NULL);
+    }
+
+    if (ngx_http_flashsale_check_qty(&qty, reserve->max_qty) != NGX_OK) {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.bad_requests, 1);
+        return ngx_http_flashsale_page_error(r, NGX_HTTP_BAD_REQUEST,
+                                    "invalid qty: use a whole number from "
+                                    "1 to the location's max_qty", &ctx->sku);
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+
+    rc = ngx_http_flashsale_reserve_call(r, lcf, zone, "reserve", &ctx->sku,
+                                         &ctx->visitor, &qty, reserve->hold,
+                                         ngx_http_flashsale_reserve_done,
+                                         ctx, &ctx->cmd);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* every connection is down or backing off */
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.redis_errors, 1);
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.errors, 1);
+
+        ctx->state = NGX_HTTP_FLASHSALE_STATE_RETRY;
+
+        return ngx_http_flashsale_page_retry(r, lcf,
+                                             NGX_HTTP_FLASHSALE_REDIS_RETRY);
+    }
+
+    cln->handler = ngx_http_flashsale_reserve_cleanup;
+    cln->data = ctx;
+
+    ctx->reserving = NGX_HTTP_FLASHSALE_RESERVE_WAITING;
+
+    /* a shopper who leaves now is noticed, and the command detached */
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_http_flashsale_reserve_call(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_http_flashsale_zone_t *zone,
+    const char *op, ngx_str_t *sku, ngx_str_t *visitor, ngx_str_t *qty,
+    ngx_msec_t hold, ngx_http_flashsale_redis_handler_pt handler,
+    void *data, ngx_http_flashsale_redis_cmd_t **cmdp)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   argv[11];
+
+    static u_char  *suffix[] = { (u_char *) "stock", (u_char *) "holds",
+                                 (u_char *) "qty" };
+    ngx_uint_t  i;
+
+    len = sizeof("fs:{:}:stock") - 1 + zone->name.len + sku->len;
+
+    p = ngx_pnalloc(r->pool, 3 * len + NGX_TIME_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&argv[0], "EVALSHA");
+    argv[1].data = ngx_http_flashsale_script.sha;
+    argv[1].len = 40;
+    ngx_str_set(&argv[2], "3");
+
+    /* one hash tag per SKU keeps a script's keys in one cluster slot */
+    for (i = 0; i < 3; i++) {
+        argv[3 + i].data = p;
+        p = ngx_sprintf(p, "fs:{%V:%V}:%s", &zone->name, sku, suffix[i]);
+        argv[3 + i].len = p - argv[3 + i].data;
+    }
+
+    argv[6].data = (u_char *) op;
+    argv[6].len = ngx_strlen(op);
+    argv[7] = *visitor;
+    argv[8] = *qty;
+
+    argv[9].data = p;
+    argv[9].len = ngx_sprintf(p, "%M", hold) - p;
+
+    ngx_str_set(&argv[10], NGX_HTTP_FLASHSALE_RECLAIM_BATCH);
+
+    (void) ngx_atomic_fetch_add(&zone->sh->stats.redis_calls, 1);
+
+    return ngx_http_flashsale_redis_send(lcf->redis, r->connection->log, 11,
+                                         argv, handler, data, cmdp);
+}
+
+
+static void
+ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
+    ngx_uint_t status, ngx_msec_t latency)
+{
+    ngx_http_flashsale_ctx_t  *ctx = data;
+
+    u_char                         *p;
+    long long                       res[4];
+    ngx_int_t                       rc;
+    ngx_connection_t               *c;
+    ngx_http_request_t             *r;
+    ngx_http_flashsale_zone_t      *zone;
+    ngx_http_flashsale_loc_conf_t  *lcf;
+
+    r = ctx->request;
+    c = r->connection;
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_flashsale_module);
+    zone = lcf->zone;
+
+    ctx->cmd = NULL;
+    ctx->reserving = NGX_HTTP_FLASHSALE_RESERVE_DONE;
+
+    rc = ngx_http_flashsale_reserve_result(c->log, zone, reply, status,
+                                           latency, res, 4);
+
+    if (rc != NGX_OK) {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.errors, 1);
+        ctx->state = NGX_HTTP_FLASHSALE_STATE_RETRY;
+        rc = ngx_http_flashsale_page_retry(r, lcf,
+                                           NGX_HTTP_FLASHSALE_REDIS_RETRY);
+        goto finalize;
+    }
+
+    if (res[0] == 3 || res[0] == 2) {
+        if (res[0] == 3) {
+            (void) ngx_atomic_fetch_add(&zone->sh->stats.reserved, 1);
+        }
+
+        /* the store reads it as a query string */
+        p = ngx_pnalloc(r->pool, sizeof("sku=&qty=&visitor=&expires=") - 1
+                                 + ctx->sku.len + ctx->visitor.len
+                                 + 2 * NGX_INT64_LEN);
+        if (p == NULL) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto finalize;
+        }
+
+        ctx->reservation.data = p;
+        ctx->reservation.len = ngx_sprintf(p, "sku=%V&qty=%L&visitor=%V"
+                                           "&expires=%L", &ctx->sku, res[1],
+                                           &ctx->visitor, res[2])
+                               - p;
+
+        r->write_event_handler = ngx_http_core_run_phases;
+        ngx_http_core_run_phases(r);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    if (res[0] == 0) {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.sold_out, 1);
+        ctx->state = NGX_HTTP_FLASHSALE_STATE_SOLD_OUT;
+        rc = ngx_http_flashsale_page_sold_out(r, lcf, &ctx->sku);
+        goto finalize;
+    }
+
+    if (res[0] == -1) {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.bad_requests, 1);
+        rc = ngx_http_flashsale_page_error(r, NGX_HTTP_NOT_FOUND,
+                                           "unknown sku", &ctx->sku);
+        goto finalize;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                  "flashsale: the reservation script answered %L", res[0]);
+
+    (void) ngx_atomic_fetch_add(&zone->sh->stats.errors, 1);
+    ctx->state = NGX_HTTP_FLASHSALE_STATE_RETRY;
+    rc = ngx_http_flashsale_page_retry(r, lcf, NGX_HTTP_FLASHSALE_REDIS_RETRY);
+
+finalize:
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_flashsale_reserve_cleanup(void *data)
+{
+    ngx_http_flashsale_ctx_t  *ctx = data;
+
+    if (ctx->cmd) {
+        ngx_http_flashsale_redis_detach(ctx->cmd);
+        ctx->cmd = NULL;
+    }
+}
+
+
+/* counts the call and checks the reply is an array of n integers or
+ * fewer; what is missing reads as 0 */
+static ngx_int_t
+ngx_http_flashsale_reserve_result(ngx_log_t *log,
+    ngx_http_flashsale_zone_t *zone, redisReply *reply, ngx_uint_t status,
+    ngx_msec_t latency, long long *res, ngx_uint_t n)
+{
+    ngx_uint_t                   i;
+    ngx_http_flashsale_stats_t  *st;
+
+    st = &zone->sh->stats;
+
+    (void) ngx_atomic_fetch_add(&st->redis_latency_ms, latency);
+
+    if (status == NGX_HTTP_FLASHSALE_REDIS_TIMEOUT) {
+        (void) ngx_atomic_fetch_add(&st->redis_timeouts, 1);
+        return NGX_ERROR;
+    }
+
+    if (status != NGX_HTTP_FLASHSALE_REDIS_OK) {
+        (void) ngx_atomic_fetch_add(&st->redis_errors, 1);
+        return NGX_ERROR;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        (void) ngx_atomic_fetch_add(&st->redis_errors, 1);
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "flashsale: redis answered the script with \"%*s\"",
+                      ngx_min((size_t) reply->len, 200), reply->str);
+        return NGX_ERROR;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+        || reply->elements > n)
+    {
+        (void) ngx_atomic_fetch_add(&st->redis_errors, 1);
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "flashsale: redis answered the script with an "
+                      "unexpected reply of type %d", reply->type);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (i >= reply->elements) {
+            res[i] = 0;
+            continue;
+        }
+
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER) {
+            (void) ngx_atomic_fetch_add(&st->redis_errors, 1);
+            return NGX_ERROR;
+        }
+
+        res[i] = reply->element[i]->integer;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_flashsale_backend_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                          rc;
+    ngx_str_t                          visitor, qty;
+    ngx_uint_t                         op;
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_flashsale_zone_t         *zone;
+    ngx_http_flashsale_loc_conf_t     *lcf;
+    ngx_http_flashsale_backend_ctx_t  *bctx;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_flashsale_module);
+    zone = lcf->backend_zone;
+    op = lcf->backend;
+
+    if (op == NGX_HTTP_FLASHSALE_OP_STOCK) {
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_PUT))) {
+            return NGX_HTTP_NOT_ALLOWED;
+        }
+
+    } else if (r->method != NGX_HTTP_POST) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    bctx = ngx_pcalloc(r->pool, sizeof(ngx_http_flashsale_backend_ctx_t));
+    if (bctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    bctx->request = r;
+    bctx->lcf = lcf;
+
+    if (ngx_http_arg(r, (u_char *) "sku", 3, &bctx->sku) != NGX_OK
+        || ngx_http_flashsale_check_sku(&bctx->sku) != NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.bad_requests, 1);
+        return ngx_http_flashsale_page_json_error(r, NGX_HTTP_BAD_REQUEST,
+                                    "invalid or missing sku: use 1 to 64 of "
+                                    "A-Z a-z 0-9 . _ : -");
+    }
+
+    ngx_str_set(&visitor, "-");
+    ngx_str_set(&qty, "0");
+
+    if (op == NGX_HTTP_FLASHSALE_OP_RELEASE
+        || op == NGX_HTTP_FLASHSALE_OP_CONFIRM)
+    {
+        if (ngx_http_arg(r, (u_char *) "visitor", 7, &visitor) != NGX_OK
+            || ngx_http_flashsale_check_visitor(&visitor) != NGX_OK)
+        {
+            (void) ngx_atomic_fetch_add(&zone->sh->stats.bad_requests, 1);
+            return ngx_http_flashsale_page_json_error(r,
+                                    NGX_HTTP_BAD_REQUEST,
+                                    "invalid or missing visitor");
+        }
+
+    } else if (r->method == NGX_HTTP_PUT) {
+        if (ngx_http_arg(r, (u_char *) "qty", 3, &qty) != NGX_OK
+            || ngx_http_flashsale_check_qty(&qty, NGX_MAX_INT32_VALUE)
+               != NGX_OK)
+        {
+            if (!(qty.len == 1 && qty.data[0] == '0')) {
+                (void) ngx_atomic_fetch_add(&zone->sh->stats.bad_requests,
+                                            1);
+                return ngx_http_flashsale_page_json_error(r,
+                                    NGX_HTTP_BAD_REQUEST,
+                                    "invalid or missing qty: use a whole "
+                                    "number from 0");
+            }
+        }
+    }
+
+    bctx->visitor = visitor;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_flashsale_reserve_call(r, lcf, zone,
+                 op == NGX_HTTP_FLASHSALE_OP_STOCK
+                 ? (r->method == NGX_HTTP_PUT ? "set" : "get")
+                 : (char *) ngx_http_flashsale_ops[op].data,
+                 &bctx->sku, &visitor, &qty, 0,
+                 ngx_http_flashsale_backend_done, bctx, &bctx->cmd);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.redis_errors, 1);
+        return ngx_http_flashsale_page_json_error(r,
+                                                  NGX_HTTP_SERVICE_UNAVAILABLE,
+                                                  "redis is unavailable");
+    }
+
+    cln->handler = ngx_http_flashsale_backend_cleanup;
+    cln->data = bctx;
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_flashsale_backend_done(void *data, redisReply *reply,
+    ngx_uint_t status, ngx_msec_t latency)
+{
+    ngx_http_flashsale_backend_ctx_t  *bctx = data;
+
+    u_char                     *p;
+    long long                   res[3];
+    ngx_int_t                   rc;
+    ngx_str_t                   body;
+    ngx_uint_t                  op;
+    ngx_connection_t           *c;
+    ngx_http_request_t         *r;
+    ngx_http_flashsale_zone_t  *zone;
+
+    r = bctx->request;
+    c = r->connection;
+    zone = bctx->lcf->backend_zone;
+    op = bctx->lcf->backend;
+
+    bctx->cmd = NULL;
+
+    rc = ngx_http_flashsale_reserve_result(c->log, zone, reply, status,
+                                           latency, res, 3);
+    if (rc != NGX_OK) {
+        rc = ngx_http_flashsale_page_json_error(r,
+                                                NGX_HTTP_SERVICE_UNAVAILABLE,
+                                                "redis failed, try again");
+        goto finalize;
+    }
+
+    if (res[0] == -1) {
+        rc = ngx_http_flashsale_page_json_error(r, NGX_HTTP_NOT_FOUND,
+                                                "unknown sku");
+        goto finalize;
+    }
+
+    if (res[0] == 0) {
+        rc = ngx_http_flashsale_page_json_error(r, NGX_HTTP_NOT_FOUND,
+                                                "no live hold for this "
+                                                "visitor and sku");
+        goto finalize;
+    }
+
+    body.data = ngx_pnalloc(r->pool, sizeof("{\"sku\":\"\",\"stock\":,"
+                                            "\"holds\":}")
+                                     + bctx->sku.len + 3 * NGX_INT64_LEN
+                                     + bctx->visitor.len + 32);
+    if (body.data == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto finalize;
+    }
+
+    p = body.data;
+
+    if (op == NGX_HTTP_FLASHSALE_OP_STOCK) {
+        p = ngx_sprintf(p, "{\"sku\":\"%V\",\"stock\":%L", &bctx->sku,
+                        res[1]);
+
+        if (r->method != NGX_HTTP_PUT) {
+            p = ngx_sprintf(p, ",\"holds\":%L", res[2]);
+        }
+
+    } else {
+        if (op == NGX_HTTP_FLASHSALE_OP_RELEASE) {
+            (void) ngx_atomic_fetch_add(&zone->sh->stats.released, 1);
+
+        } else {
+            (void) ngx_atomic_fetch_add(&zone->sh->stats.confirmed, 1);
+        }
+
+        p = ngx_sprintf(p, "{\"sku\":\"%V\",\"visitor\":\"%V\",\"%s\":%L",
+                        &bctx->sku, &bctx->visitor,
+                        op == NGX_HTTP_FLASHSALE_OP_RELEASE ? "released"
+                                                            : "confirmed",
+                        res[1]);
+    }
+
+    *p++ = '}';
+    body.len = p - body.data;
+
+    rc = ngx_http_flashsale_page_json(r, NGX_HTTP_OK, &body);
+
+finalize:
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_flashsale_backend_cleanup(void *data)
+{
+    ngx_http_flashsale_backend_ctx_t  *bctx = data;
+
+    if (bctx->cmd) {
+        ngx_http_flashsale_redis_detach(bctx->cmd);
+        bctx->cmd = NULL;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_flashsale_check_sku(ngx_str_t *sku)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (sku->len == 0 || sku->len > NGX_HTTP_FLASHSALE_SKU_MAX) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < sku->len; i++) {
+        c = sku->data[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
+              || (c >= 'A' && c <= 'Z') || c == '.' || c == '_' || c == ':'
+              || c == '-'))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_flashsale_check_visitor(ngx_str_t *visitor)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (visitor->len == 0 || visitor->len > NGX_HTTP_FLASHSALE_VISITOR_MAX) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < visitor->len; i++) {
+        c = visitor->data[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
+              || (c >= 'A' && c <= 'Z') || c == '_' || c == '-'))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_flashsale_check_qty(ngx_str_t *qty, ngx_uint_t max)
+{
+    ngx_int_t  n;
+
+    /* ngx_atoi() takes digits only: no sign, space or exponent */
+    if (qty->len == 0 || qty->len > 10) {
+        return NGX_DECLINED;
+    }
+
+    n = ngx_atoi(qty->data, qty->len);
+
+    if (n == NGX_ERROR || n < 1 || (ngx_uint_t) n > max) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}

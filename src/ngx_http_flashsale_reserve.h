@@ -1,0 +1,45 @@
+
+/*
+ * Copyright (C) ngx_http_flashsale_module authors
+ *
+ * Stock reservation for admitted shoppers, and the back-end and operator
+ * handlers (release, confirm, stock), all through one Lua script.
+ */
+
+
+#ifndef _NGX_HTTP_FLASHSALE_RESERVE_H_INCLUDED_
+#define _NGX_HTTP_FLASHSALE_RESERVE_H_INCLUDED_
+
+
+#include "ngx_http_flashsale.h"
+
+
+#define NGX_HTTP_FLASHSALE_RESERVE_NONE      0
+#define NGX_HTTP_FLASHSALE_RESERVE_WAITING   1
+#define NGX_HTTP_FLASHSALE_RESERVE_DONE      2
+
+#define NGX_HTTP_FLASHSALE_OP_RELEASE        1
+#define NGX_HTTP_FLASHSALE_OP_CONFIRM        2
+#define NGX_HTTP_FLASHSALE_OP_STOCK          3
+
+
+struct ngx_http_flashsale_reserve_s {
+    ngx_http_complex_value_t     *sku;
+    ngx_http_complex_value_t     *qty;
+    ngx_msec_t                    hold;
+    ngx_uint_t                    max_qty;
+};
+
+
+char *ngx_http_flashsale_reserve_conf(ngx_conf_t *cf,
+    ngx_http_flashsale_reserve_t **reserve);
+char *ngx_http_flashsale_backend_conf(ngx_conf_t *cf,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_uint_t op);
+char *ngx_http_flashsale_reserve_merge(ngx_conf_t *cf,
+    ngx_http_flashsale_loc_conf_t *conf);
+ngx_int_t ngx_http_flashsale_reserve_handler(ngx_http_request_t *r,
+    ngx_http_flashsale_loc_conf_t *lcf, ngx_http_flashsale_ctx_t *ctx);
+ngx_int_t ngx_http_flashsale_backend_handler(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_FLASHSALE_RESERVE_H_INCLUDED_ */
