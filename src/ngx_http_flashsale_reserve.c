@@ -383,8 +383,6 @@ ngx_http_flashsale_reserve_call(ngx_http_request_t *r,
 
     ngx_str_set(&argv[10], NGX_HTTP_FLASHSALE_RECLAIM_BATCH);
 
-    (void) ngx_atomic_fetch_add(&zone->sh->stats.redis_calls, 1);
-
     return ngx_http_flashsale_redis_send(lcf->redis, r->connection->log, 11,
                                          argv, handler, data, cmdp);
 }
@@ -501,6 +499,7 @@ ngx_http_flashsale_reserve_result(ngx_log_t *log,
 
     st = &zone->sh->stats;
 
+    (void) ngx_atomic_fetch_add(&st->redis_calls, 1);
     (void) ngx_atomic_fetch_add(&st->redis_latency_ms, latency);
 
     if (status == NGX_HTTP_FLASHSALE_REDIS_TIMEOUT) {

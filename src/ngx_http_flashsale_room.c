@@ -145,6 +145,9 @@ ngx_http_flashsale_room_stats(ngx_http_flashsale_zone_t *zone,
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
+    /* atomics: read without the lock, each value whole */
+    st->counters = sh->stats;
+
     front = wm / NGX_HTTP_FLASHSALE_WM_ONE;
 
     st->rate = zone->rate;

@@ -70,6 +70,7 @@ typedef struct {
     ngx_int_t                     eta_new;
     size_t                        shm_size;
     size_t                        shm_used;
+    ngx_http_flashsale_stats_t    counters;
 } ngx_http_flashsale_room_stats_t;
 
 

@@ -12,8 +12,13 @@
 #define NGX_HTTP_FLASHSALE_STATUS_ZONE_LEN                                    \
     (sizeof("{\"zone\":\"\",\"rate\":.,\"burst\":,\"session\":,"              \
             "\"tickets_issued\":,\"admitted\":,\"waiting\":,\"eta_new\":,"    \
+            "\"reservations\":{\"reserved\":,\"sold_out\":,\"released\":,"    \
+            "\"confirmed\":,\"errors\":,\"bad_requests\":},"                  \
+            "\"redis\":{\"calls\":,\"errors\":,\"timeouts\":,"                \
+            "\"latency_ms_avg\":.},"                                         \
             "\"shm\":{\"size\":,\"used\":}},")                                \
-     + 4 * NGX_INT_T_LEN + 3 + 3 * NGX_INT64_LEN + 2 * NGX_SIZE_T_LEN)
+     + 4 * NGX_INT_T_LEN + 3 + 3 * NGX_INT64_LEN + 2 * NGX_SIZE_T_LEN      \
+     + 10 * NGX_ATOMIC_T_LEN + 3)
 
 
 static u_char *ngx_http_flashsale_status_json(u_char *p,
@@ -108,6 +113,9 @@ static u_char *
 ngx_http_flashsale_status_json(u_char *p, ngx_http_flashsale_zone_t *zone,
     ngx_http_flashsale_room_stats_t *st)
 {
+    ngx_atomic_uint_t            avg;
+    ngx_http_flashsale_stats_t  *c;
+
     p = ngx_sprintf(p, "{\"zone\":\"%V\",\"rate\":%ui.%03ui,\"burst\":%ui,"
                     "\"session\":%T,\"tickets_issued\":%uL,\"admitted\":%uL,"
                     "\"waiting\":%uL,\"eta_new\":",
@@ -120,6 +128,22 @@ ngx_http_flashsale_status_json(u_char *p, ngx_http_flashsale_zone_t *zone,
     } else {
         p = ngx_sprintf(p, "%i", st->eta_new);
     }
+
+    c = &st->counters;
+
+    p = ngx_sprintf(p, ",\"reservations\":{\"reserved\":%uA,\"sold_out\":%uA,"
+                    "\"released\":%uA,\"confirmed\":%uA,\"errors\":%uA,"
+                    "\"bad_requests\":%uA}",
+                    c->reserved, c->sold_out, c->released, c->confirmed,
+                    c->errors, c->bad_requests);
+
+    /* thousandths of a millisecond, printed as a decimal */
+    avg = c->redis_calls ? c->redis_latency_ms * 1000 / c->redis_calls : 0;
+
+    p = ngx_sprintf(p, ",\"redis\":{\"calls\":%uA,\"errors\":%uA,"
+                    "\"timeouts\":%uA,\"latency_ms_avg\":%uA.%03uA}",
+                    c->redis_calls, c->redis_errors, c->redis_timeouts,
+                    avg / 1000, avg % 1000);
 
     return ngx_sprintf(p, ",\"shm\":{\"size\":%uz,\"used\":%uz}}",
                        st->shm_size, st->shm_used);
