@@ -14,6 +14,7 @@
 #include "ngx_http_flashsale_status.h"
 #include "ngx_http_flashsale_redis.h"
 #include "ngx_http_flashsale_reserve.h"
+#include "ngx_http_flashsale_breaker.h"
 
 
 #define NGX_HTTP_FLASHSALE_ZONE_NAME_MAX   32
@@ -59,6 +60,8 @@ static char *ngx_http_flashsale_reserve(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_flashsale_backend(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_flashsale_breaker(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_command_t  ngx_http_flashsale_commands[] = {
@@ -98,8 +101,15 @@ static ngx_command_t  ngx_http_flashsale_commands[] = {
       0,
       NULL },
 
+    { ngx_string("flashsale_breaker"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
+      ngx_http_flashsale_breaker,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("flashsale_status"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_flashsale_status,
       0,
       0,
@@ -223,6 +233,7 @@ static ngx_int_t
 ngx_http_flashsale_handler(ngx_http_request_t *r)
 {
     ngx_int_t                       rc;
+    ngx_uint_t                      retry_after;
     ngx_pool_cleanup_t             *cln;
     ngx_http_flashsale_ctx_t       *ctx;
     ngx_http_flashsale_loc_conf_t  *lcf;
@@ -258,10 +269,31 @@ ngx_http_flashsale_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_flashsale_module);
 
+    ctx->zone = lcf->zone;
+
     rc = ngx_http_flashsale_room_handler(r, lcf, ctx);
 
-    if (rc != NGX_DECLINED || lcf->reserve == NULL) {
+    if (rc != NGX_DECLINED) {
         return rc;
+    }
+
+    /* an open breaker keeps admitted shoppers off Redis and the store */
+    if (lcf->zone->breaker
+        && ngx_http_flashsale_breaker_enter(lcf->zone, &ctx->probe,
+                                            &retry_after)
+           == NGX_BUSY)
+    {
+        ctx->state = NGX_HTTP_FLASHSALE_STATE_RETRY;
+        ctx->reported = 1;
+
+        rc = ngx_http_flashsale_page_retry(r, lcf, retry_after);
+
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    if (lcf->reserve == NULL) {
+        return NGX_DECLINED;
     }
 
     rc = ngx_http_flashsale_reserve_handler(r, lcf, ctx);
@@ -477,6 +509,13 @@ ngx_http_flashsale_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_flashsale_handler;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_flashsale_breaker_log_handler;
+
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_flashsale_header_filter;
 
@@ -533,6 +572,8 @@ ngx_http_flashsale_create_loc_conf(ngx_conf_t *cf)
      *     conf->reserve = NULL;
      *     conf->backend = 0;
      *     conf->backend_zone = NULL;
+     *     conf->breaker = NULL;
+     *     conf->status_format = 0;
      */
 
     return conf;
@@ -565,6 +606,10 @@ ngx_http_flashsale_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->redis = prev->redis;
     }
 
+    if (conf->breaker == NULL) {
+        conf->breaker = prev->breaker;
+    }
+
     for (i = 0; i < NGX_HTTP_FLASHSALE_PAGE_N; i++) {
         if (conf->pages[i] == NULL) {
             conf->pages[i] = prev->pages[i];
@@ -595,6 +640,13 @@ ngx_http_flashsale_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->zone == NULL) {
         return NGX_CONF_OK;
+    }
+
+    if (conf->breaker
+        && ngx_http_flashsale_breaker_zone(cf, conf->zone, conf->breaker)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     if (conf->keys == NULL) {
@@ -1134,7 +1186,28 @@ ngx_http_flashsale_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_http_flashsale_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_flashsale_loc_conf_t  *lcf = conf;
+
+    ngx_str_t                 *value;
     ngx_http_core_loc_conf_t  *clcf;
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2) {
+        if (ngx_strcmp(value[1].data, "format=json") == 0) {
+            lcf->status_format = NGX_HTTP_FLASHSALE_STATUS_JSON;
+
+        } else if (ngx_strcmp(value[1].data, "format=prometheus") == 0) {
+            lcf->status_format = NGX_HTTP_FLASHSALE_STATUS_PROMETHEUS;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "flashsale_status: invalid parameter \"%V\"; "
+                               "use format=json or format=prometheus",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_flashsale_status_handler;
@@ -1223,4 +1296,17 @@ ngx_http_flashsale_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_flashsale_backend_handler;
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_flashsale_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_flashsale_loc_conf_t  *lcf = conf;
+
+    if (lcf->breaker) {
+        return "is duplicate";
+    }
+
+    return ngx_http_flashsale_breaker_conf(cf, &lcf->breaker);
 }

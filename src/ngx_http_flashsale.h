@@ -22,6 +22,9 @@
 #define NGX_HTTP_FLASHSALE_STATE_SOLD_OUT  3
 #define NGX_HTTP_FLASHSALE_STATE_RETRY     4
 
+#define NGX_HTTP_FLASHSALE_STATUS_JSON        0
+#define NGX_HTTP_FLASHSALE_STATUS_PROMETHEUS  1
+
 #define NGX_HTTP_FLASHSALE_PAGE_WAITING    0
 #define NGX_HTTP_FLASHSALE_PAGE_SOLD_OUT   1
 #define NGX_HTTP_FLASHSALE_PAGE_RETRY      2
@@ -37,6 +40,8 @@ typedef struct ngx_http_flashsale_page_s       ngx_http_flashsale_page_t;
 typedef struct ngx_http_flashsale_redis_s      ngx_http_flashsale_redis_t;
 typedef struct ngx_http_flashsale_redis_cmd_s  ngx_http_flashsale_redis_cmd_t;
 typedef struct ngx_http_flashsale_reserve_s    ngx_http_flashsale_reserve_t;
+typedef struct ngx_http_flashsale_breaker_conf_s
+    ngx_http_flashsale_breaker_conf_t;
 
 
 /* counters in the zone, changed with atomic adds and no lock */
@@ -67,8 +72,8 @@ typedef struct {
 
 
 typedef struct {
-    ngx_array_t                   zones;      /* of ngx_http_flashsale_zone_t * */
-    ngx_array_t                   redis;      /* of ngx_http_flashsale_redis_t * */
+    ngx_array_t                   zones;      /* of zone pointers */
+    ngx_array_t                   redis;      /* of redis pointers */
 
     /* defaults, built once per configuration */
     ngx_http_flashsale_cookie_t  *cookie;
@@ -83,6 +88,8 @@ typedef struct {
     ngx_http_flashsale_page_t    *pages[NGX_HTTP_FLASHSALE_PAGE_N];
     ngx_http_flashsale_redis_t   *redis;
     ngx_http_flashsale_reserve_t *reserve;
+    ngx_http_flashsale_breaker_conf_t  *breaker;
+    ngx_uint_t                    status_format;
 
     /* flashsale_release, _confirm, _stock: the script's op and zone */
     ngx_uint_t                    backend;
@@ -102,10 +109,14 @@ typedef struct {
     ngx_str_t                     set_cookie; /* whole header value */
 
     ngx_http_request_t           *request;
+    ngx_http_flashsale_zone_t    *zone;
     ngx_http_flashsale_redis_cmd_t  *cmd;     /* in flight */
     ngx_uint_t                    reserving;  /* NGX_HTTP_FLASHSALE_RESERVE_* */
     ngx_str_t                     sku;
     ngx_str_t                     reservation;
+
+    ngx_uint_t                    probe;      /* breaker slot + 1 */
+    ngx_uint_t                    reported;   /* outcome given */
 
     u_char                        visitor_data[NGX_HTTP_FLASHSALE_VISITOR_MAX];
 } ngx_http_flashsale_ctx_t;

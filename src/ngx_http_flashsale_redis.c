@@ -365,8 +365,8 @@ ngx_http_flashsale_redis_pick(ngx_http_flashsale_redis_t *redis)
     ngx_http_flashsale_redis_conn_t  *cn;
 
     if (redis->conns == NULL) {
-        redis->conns = ngx_pcalloc(ngx_cycle->pool,
-                           redis->pool * sizeof(ngx_http_flashsale_redis_conn_t));
+        redis->conns = ngx_pcalloc(ngx_cycle->pool, redis->pool
+                                   * sizeof(ngx_http_flashsale_redis_conn_t));
         if (redis->conns == NULL) {
             return NULL;
         }

@@ -8,6 +8,7 @@
 #include "ngx_http_flashsale_redis.h"
 #include "ngx_http_flashsale_room.h"
 #include "ngx_http_flashsale_page.h"
+#include "ngx_http_flashsale_breaker.h"
 
 
 #define NGX_HTTP_FLASHSALE_SKU_MAX        64
@@ -43,6 +44,14 @@ static ngx_int_t ngx_http_flashsale_reserve_result(ngx_log_t *log,
 static void ngx_http_flashsale_backend_done(void *data, redisReply *reply,
     ngx_uint_t status, ngx_msec_t latency);
 static void ngx_http_flashsale_backend_cleanup(void *data);
+static ngx_uint_t ngx_http_flashsale_latch_find(
+    ngx_http_flashsale_zone_t *zone, ngx_str_t *sku);
+static void ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
+    ngx_str_t *sku, ngx_msec_t latch, ngx_log_t *log);
+static void ngx_http_flashsale_latch_drop(ngx_http_flashsale_zone_t *zone,
+    ngx_http_flashsale_latch_t *l);
+static void ngx_http_flashsale_reserve_outcome(ngx_http_flashsale_ctx_t *ctx,
+    ngx_log_t *log, ngx_uint_t failed, ngx_msec_t latency);
 static ngx_int_t ngx_http_flashsale_check_sku(ngx_str_t *sku);
 static ngx_int_t ngx_http_flashsale_check_visitor(ngx_str_t *visitor);
 static ngx_int_t ngx_http_flashsale_check_qty(ngx_str_t *qty,
@@ -137,6 +146,7 @@ ngx_http_flashsale_reserve_conf(ngx_conf_t *cf,
     }
 
     reserve->hold = 10 * 60 * 1000;
+    reserve->latch = 5000;
     reserve->max_qty = 10;
 
     for (i = 1; i < cf->args->nelts; i++) {
@@ -189,6 +199,19 @@ ngx_http_flashsale_reserve_conf(ngx_conf_t *cf,
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "latch=", 6) == 0) {
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+
+            /* latch=0 turns the sold-out latch off */
+            reserve->latch = ngx_parse_time(&s, 0);
+            if (reserve->latch == (ngx_msec_t) NGX_ERROR) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "max_qty=", 8) == 0) {
             n = ngx_atoi(value[i].data + 8, value[i].len - 8);
             if (n == NGX_ERROR || n < 1 || n > NGX_HTTP_FLASHSALE_QTY_MAX) {
@@ -217,7 +240,8 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "flashsale_reserve: invalid parameter \"%V\"; known "
-                       "are sku=value, qty=value, hold=10m, max_qty=10",
+                       "are sku=value, qty=value, hold=10m, max_qty=10, "
+                       "latch=5s",
                        &value[i]);
 
     return NGX_CONF_ERROR;
@@ -299,6 +323,13 @@ ngx_http_flashsale_reserve_handler(ngx_http_request_t *r,
                                     "1 to the location's max_qty", &ctx->sku);
     }
 
+    /* a SKU Redis just called sold out is answered from memory */
+    if (reserve->latch && ngx_http_flashsale_latch_find(zone, &ctx->sku)) {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.sold_out, 1);
+        ctx->state = NGX_HTTP_FLASHSALE_STATE_SOLD_OUT;
+        return ngx_http_flashsale_page_sold_out(r, lcf, &ctx->sku);
+    }
+
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -319,6 +350,8 @@ ngx_http_flashsale_reserve_handler(ngx_http_request_t *r,
         /* every connection is down or backing off */
         (void) ngx_atomic_fetch_add(&zone->sh->stats.redis_errors, 1);
         (void) ngx_atomic_fetch_add(&zone->sh->stats.errors, 1);
+
+        ngx_http_flashsale_reserve_outcome(ctx, r->connection->log, 1, 0);
 
         ctx->state = NGX_HTTP_FLASHSALE_STATE_RETRY;
 
@@ -413,6 +446,9 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
     rc = ngx_http_flashsale_reserve_result(c->log, zone, reply, status,
                                            latency, res, 4);
 
+    /* a sold-out or unknown answer is Redis working */
+    ngx_http_flashsale_reserve_outcome(ctx, c->log, rc != NGX_OK, latency);
+
     if (rc != NGX_OK) {
         (void) ngx_atomic_fetch_add(&zone->sh->stats.errors, 1);
         ctx->state = NGX_HTTP_FLASHSALE_STATE_RETRY;
@@ -449,6 +485,13 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
 
     if (res[0] == 0) {
         (void) ngx_atomic_fetch_add(&zone->sh->stats.sold_out, 1);
+
+        /* latched only when none is left: a smaller qty may still fit */
+        if (res[1] <= 0 && lcf->reserve->latch) {
+            ngx_http_flashsale_latch_set(zone, &ctx->sku, lcf->reserve->latch,
+                                         c->log);
+        }
+
         ctx->state = NGX_HTTP_FLASHSALE_STATE_SOLD_OUT;
         rc = ngx_http_flashsale_page_sold_out(r, lcf, &ctx->sku);
         goto finalize;
@@ -472,6 +515,33 @@ finalize:
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_flashsale_reserve_outcome(ngx_http_flashsale_ctx_t *ctx,
+    ngx_log_t *log, ngx_uint_t failed, ngx_msec_t latency)
+{
+    ngx_http_flashsale_zone_t  *zone;
+
+    zone = ctx->zone;
+
+    if (zone->breaker == NULL
+        || !(zone->breaker->watch & NGX_HTTP_FLASHSALE_WATCH_REDIS))
+    {
+        return;
+    }
+
+    ngx_http_flashsale_breaker_report(zone, log, ctx->probe,
+                        ngx_http_flashsale_breaker_outcome(zone, failed,
+                                                           latency));
+
+    /* the probe is spent; the upstream, if watched, reports on its own */
+    ctx->probe = 0;
+
+    if (!(zone->breaker->watch & NGX_HTTP_FLASHSALE_WATCH_UPSTREAM)) {
+        ctx->reported = 1;
+    }
 }
 
 
@@ -828,4 +898,171 @@ ngx_http_flashsale_check_qty(ngx_str_t *qty, ngx_uint_t max)
     }
 
     return NGX_OK;
+}
+
+
+void
+ngx_http_flashsale_latch_init(ngx_http_flashsale_zone_t *zone)
+{
+    ngx_rbtree_init(&zone->sh->latch, &zone->sh->latch_sentinel,
+                    ngx_str_rbtree_insert_value);
+    ngx_queue_init(&zone->sh->latch_queue);
+}
+
+
+ngx_uint_t
+ngx_http_flashsale_latch_list(ngx_http_flashsale_zone_t *zone,
+    ngx_str_t *skus, u_char *buf, ngx_uint_t max)
+{
+    ngx_uint_t                   n;
+    ngx_msec_t                   now;
+    ngx_queue_t                 *q;
+    ngx_http_flashsale_latch_t  *l;
+
+    now = ngx_current_msec;
+    n = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (q = ngx_queue_head(&zone->sh->latch_queue);
+         q != ngx_queue_sentinel(&zone->sh->latch_queue) && n < max;
+         q = ngx_queue_next(q))
+    {
+        l = ngx_queue_data(q, ngx_http_flashsale_latch_t, queue);
+
+        if ((ngx_msec_int_t) (l->expires - now) <= 0) {
+            continue;
+        }
+
+        skus[n].data = buf;
+        skus[n].len = l->sn.str.len;
+        buf = ngx_cpymem(buf, l->sn.str.data, l->sn.str.len);
+        n++;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return n;
+}
+
+
+static ngx_uint_t
+ngx_http_flashsale_latch_find(ngx_http_flashsale_zone_t *zone,
+    ngx_str_t *sku)
+{
+    uint32_t                     hash;
+    ngx_uint_t                   found;
+    ngx_http_flashsale_latch_t  *l;
+
+    hash = ngx_crc32_short(sku->data, sku->len);
+    found = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    l = (ngx_http_flashsale_latch_t *)
+            ngx_str_rbtree_lookup(&zone->sh->latch, sku, hash);
+
+    if (l) {
+        if ((ngx_msec_int_t) (l->expires - ngx_current_msec) > 0) {
+            found = 1;
+
+        } else {
+            ngx_http_flashsale_latch_drop(zone, l);
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return found;
+}
+
+
+static void
+ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
+    ngx_str_t *sku, ngx_msec_t latch, ngx_log_t *log)
+{
+    size_t                       size;
+    time_t                       now;
+    uint32_t                     hash;
+    ngx_uint_t                   i, nomem;
+    ngx_queue_t                 *q;
+    ngx_http_flashsale_sh_t     *sh;
+    ngx_http_flashsale_latch_t  *l;
+
+    sh = zone->sh;
+    hash = ngx_crc32_short(sku->data, sku->len);
+    size = offsetof(ngx_http_flashsale_latch_t, data) + sku->len;
+    nomem = 0;
+    now = ngx_time();
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    l = (ngx_http_flashsale_latch_t *)
+            ngx_str_rbtree_lookup(&sh->latch, sku, hash);
+
+    if (l) {
+        l->expires = ngx_current_msec + latch;
+        ngx_queue_remove(&l->queue);
+        ngx_queue_insert_head(&sh->latch_queue, &l->queue);
+        goto done;
+    }
+
+    /* the oldest latches make room, expired or not: a full zone must
+     * still answer, it only remembers less */
+    for (i = 0; i < 3; i++) {
+        l = ngx_slab_alloc_locked(zone->shpool, size);
+        if (l) {
+            break;
+        }
+
+        if (ngx_queue_empty(&sh->latch_queue)) {
+            break;
+        }
+
+        q = ngx_queue_last(&sh->latch_queue);
+        ngx_http_flashsale_latch_drop(zone,
+                        ngx_queue_data(q, ngx_http_flashsale_latch_t, queue));
+    }
+
+    if (l == NULL) {
+        if (now - sh->nomem_logged >= 60) {
+            sh->nomem_logged = now;
+            nomem = 1;
+        }
+
+        goto done;
+    }
+
+    ngx_memcpy(l->data, sku->data, sku->len);
+    l->sn.str.data = l->data;
+    l->sn.str.len = sku->len;
+    l->sn.node.key = hash;
+    l->expires = ngx_current_msec + latch;
+
+    ngx_rbtree_insert(&sh->latch, &l->sn.node);
+    ngx_queue_insert_head(&sh->latch_queue, &l->queue);
+    sh->latch_n++;
+
+done:
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (nomem) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "flashsale: could not allocate a sold-out latch in "
+                      "flashsale zone \"%V\"; SKUs are asked of Redis "
+                      "instead (a larger flashsale_zone size helps; logged "
+                      "at most once a minute)", &zone->name);
+    }
+}
+
+
+static void
+ngx_http_flashsale_latch_drop(ngx_http_flashsale_zone_t *zone,
+    ngx_http_flashsale_latch_t *l)
+{
+    ngx_queue_remove(&l->queue);
+    ngx_rbtree_delete(&zone->sh->latch, &l->sn.node);
+    ngx_slab_free_locked(zone->shpool, l);
+    zone->sh->latch_n--;
 }

@@ -27,8 +27,18 @@ struct ngx_http_flashsale_reserve_s {
     ngx_http_complex_value_t     *sku;
     ngx_http_complex_value_t     *qty;
     ngx_msec_t                    hold;
+    ngx_msec_t                    latch;
     ngx_uint_t                    max_qty;
 };
+
+
+/* a SKU found sold out, remembered in the zone for "latch" */
+typedef struct {
+    ngx_str_node_t                sn;
+    ngx_queue_t                   queue;
+    ngx_msec_t                    expires;
+    u_char                        data[1];
+} ngx_http_flashsale_latch_t;
 
 
 char *ngx_http_flashsale_reserve_conf(ngx_conf_t *cf,
@@ -40,6 +50,9 @@ char *ngx_http_flashsale_reserve_merge(ngx_conf_t *cf,
 ngx_int_t ngx_http_flashsale_reserve_handler(ngx_http_request_t *r,
     ngx_http_flashsale_loc_conf_t *lcf, ngx_http_flashsale_ctx_t *ctx);
 ngx_int_t ngx_http_flashsale_backend_handler(ngx_http_request_t *r);
+void ngx_http_flashsale_latch_init(ngx_http_flashsale_zone_t *zone);
+ngx_uint_t ngx_http_flashsale_latch_list(ngx_http_flashsale_zone_t *zone,
+    ngx_str_t *skus, u_char *buf, ngx_uint_t max);
 
 
 #endif /* _NGX_HTTP_FLASHSALE_RESERVE_H_INCLUDED_ */

@@ -7,6 +7,7 @@
 #include "ngx_http_flashsale_room.h"
 #include "ngx_http_flashsale_token.h"
 #include "ngx_http_flashsale_page.h"
+#include "ngx_http_flashsale_reserve.h"
 
 
 static void ngx_http_flashsale_room_advance(ngx_http_flashsale_zone_t *zone,
@@ -46,8 +47,9 @@ ngx_http_flashsale_room_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_memzero(zone->sh, sizeof(ngx_http_flashsale_sh_t));
 
-    zone->sh->tickets = 0;
-    zone->sh->admitted = 0;
+    ngx_http_flashsale_latch_init(zone);
+
+    zone->sh->breaker.state = NGX_HTTP_FLASHSALE_BREAKER_CLOSED;
     zone->sh->last = ngx_current_msec;
     zone->sh->started = ngx_time();
 

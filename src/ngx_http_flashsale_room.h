@@ -12,6 +12,7 @@
 
 
 #include "ngx_http_flashsale.h"
+#include "ngx_http_flashsale_breaker.h"
 
 
 /* the watermark counts millionths of a ticket: rate (thousandths per
@@ -27,6 +28,12 @@ typedef struct {
     ngx_msec_t                    last;        /* watermark advanced at */
     time_t                        started;     /* zone created at */
     ngx_http_flashsale_stats_t    stats;
+    ngx_http_flashsale_breaker_sh_t  breaker;
+    ngx_rbtree_t                  latch;       /* sold-out SKUs */
+    ngx_rbtree_node_t             latch_sentinel;
+    ngx_queue_t                   latch_queue; /* oldest first */
+    ngx_uint_t                    latch_n;
+    time_t                        nomem_logged;
 } ngx_http_flashsale_sh_t;
 
 
@@ -39,6 +46,7 @@ struct ngx_http_flashsale_zone_s {
     ngx_uint_t                    rate;        /* thousandths per second */
     ngx_uint_t                    burst;
     time_t                        session;
+    ngx_http_flashsale_breaker_conf_t  *breaker;
 
     /* where the zone was declared, given its rate, first used */
     u_char                       *rate_file;
