@@ -12,6 +12,7 @@
 
 static void ngx_http_flashsale_room_advance(ngx_http_flashsale_zone_t *zone,
     ngx_msec_t now);
+static void ngx_http_flashsale_room_sample(ngx_http_flashsale_zone_t *zone);
 
 
 ngx_int_t
@@ -98,6 +99,7 @@ ngx_http_flashsale_room_enter(ngx_http_flashsale_zone_t *zone,
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     ngx_http_flashsale_room_advance(zone, now);
+    ngx_http_flashsale_room_sample(zone);
 
     if (e->ticket == 0 || e->ticket > sh->tickets) {
         e->ticket = ++sh->tickets;
@@ -137,6 +139,7 @@ ngx_http_flashsale_room_stats(ngx_http_flashsale_zone_t *zone,
 
     /* advancing is a pure function of time, so reading may do it too */
     ngx_http_flashsale_room_advance(zone, ngx_current_msec);
+    ngx_http_flashsale_room_sample(zone);
 
     st->tickets = sh->tickets;
     st->admitted = sh->admitted;
@@ -162,6 +165,33 @@ ngx_http_flashsale_room_stats(ngx_http_flashsale_zone_t *zone,
 }
 
 
+ngx_uint_t
+ngx_http_flashsale_room_history(ngx_http_flashsale_zone_t *zone,
+    ngx_http_flashsale_sample_t *out)
+{
+    ngx_uint_t                i, n, k;
+    ngx_http_flashsale_sh_t  *sh;
+
+    sh = zone->sh;
+    n = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    /* oldest first */
+    for (i = 0; i < NGX_HTTP_FLASHSALE_SAMPLES; i++) {
+        k = (sh->sample_next + i) % NGX_HTTP_FLASHSALE_SAMPLES;
+
+        if (sh->samples[k].time) {
+            out[n++] = sh->samples[k];
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return n;
+}
+
+
 ngx_int_t
 ngx_http_flashsale_room_eta(uint64_t ticket, uint64_t watermark,
     ngx_uint_t rate)
@@ -182,6 +212,41 @@ ngx_http_flashsale_room_eta(uint64_t ticket, uint64_t watermark,
     ms = (need + rate - 1) / rate;
 
     return (ngx_int_t) ((ms + 999) / 1000);
+}
+
+
+/* called under the lock; a sample at most every few seconds, taken by
+ * whichever request or status poll comes first */
+static void
+ngx_http_flashsale_room_sample(ngx_http_flashsale_zone_t *zone)
+{
+    time_t                        now;
+    uint64_t                      front;
+    ngx_http_flashsale_sh_t      *sh;
+    ngx_http_flashsale_sample_t  *last, *s;
+
+    sh = zone->sh;
+    now = ngx_time();
+
+    last = &sh->samples[(sh->sample_next + NGX_HTTP_FLASHSALE_SAMPLES - 1)
+                        % NGX_HTTP_FLASHSALE_SAMPLES];
+
+    if (now - last->time < NGX_HTTP_FLASHSALE_SAMPLE_EVERY) {
+        return;
+    }
+
+    s = &sh->samples[sh->sample_next];
+    sh->sample_next = (sh->sample_next + 1) % NGX_HTTP_FLASHSALE_SAMPLES;
+
+    front = sh->watermark / NGX_HTTP_FLASHSALE_WM_ONE;
+
+    s->time = now;
+    s->tickets = (uint32_t) sh->tickets;
+    s->admitted = (uint32_t) sh->admitted;
+    s->waiting = sh->tickets > front ? (uint32_t) (sh->tickets - front) : 0;
+    s->reserved = (uint32_t) sh->stats.reserved;
+    s->sold_out = (uint32_t) sh->stats.sold_out;
+    s->errors = (uint32_t) sh->stats.errors;
 }
 
 

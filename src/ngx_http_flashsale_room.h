@@ -21,6 +21,22 @@
 #define NGX_HTTP_FLASHSALE_WM_ONE  1000000
 
 
+/* a ring of samples for the status dashboard's charts: 5 minutes */
+#define NGX_HTTP_FLASHSALE_SAMPLES          60
+#define NGX_HTTP_FLASHSALE_SAMPLE_EVERY     5
+
+
+typedef struct {
+    time_t                        time;
+    uint32_t                      tickets;
+    uint32_t                      admitted;
+    uint32_t                      waiting;
+    uint32_t                      reserved;
+    uint32_t                      sold_out;
+    uint32_t                      errors;
+} ngx_http_flashsale_sample_t;
+
+
 typedef struct {
     uint64_t                      tickets;     /* last ticket issued */
     uint64_t                      watermark;   /* in millionths */
@@ -34,6 +50,8 @@ typedef struct {
     ngx_queue_t                   latch_queue; /* oldest first */
     ngx_uint_t                    latch_n;
     time_t                        nomem_logged;
+    ngx_uint_t                    sample_next;
+    ngx_http_flashsale_sample_t   samples[NGX_HTTP_FLASHSALE_SAMPLES];
 } ngx_http_flashsale_sh_t;
 
 
@@ -89,6 +107,8 @@ void ngx_http_flashsale_room_enter(ngx_http_flashsale_zone_t *zone,
     ngx_http_flashsale_entry_t *e);
 void ngx_http_flashsale_room_stats(ngx_http_flashsale_zone_t *zone,
     ngx_http_flashsale_room_stats_t *st);
+ngx_uint_t ngx_http_flashsale_room_history(ngx_http_flashsale_zone_t *zone,
+    ngx_http_flashsale_sample_t *out);
 ngx_int_t ngx_http_flashsale_room_eta(uint64_t ticket, uint64_t watermark,
     ngx_uint_t rate);
 ngx_int_t ngx_http_flashsale_room_handler(ngx_http_request_t *r,

@@ -8,11 +8,15 @@
 #include "ngx_http_flashsale_room.h"
 #include "ngx_http_flashsale_breaker.h"
 #include "ngx_http_flashsale_reserve.h"
+#include "ngx_http_flashsale_dashboard.h"
 
 
 /* sold-out SKUs listed per zone; the count is always exact */
 #define NGX_HTTP_FLASHSALE_STATUS_SKUS  100
 #define NGX_HTTP_FLASHSALE_SKU_LEN      64
+
+
+#define NGX_HTTP_FLASHSALE_STATUS_HTML  2
 
 
 typedef struct {
@@ -23,6 +27,8 @@ typedef struct {
     ngx_str_t                            skus[NGX_HTTP_FLASHSALE_STATUS_SKUS];
     u_char                               sku_data[NGX_HTTP_FLASHSALE_STATUS_SKUS
                                                   * NGX_HTTP_FLASHSALE_SKU_LEN];
+    ngx_uint_t                           nsamples;
+    ngx_http_flashsale_sample_t          samples[NGX_HTTP_FLASHSALE_SAMPLES];
 } ngx_http_flashsale_snapshot_t;
 
 
@@ -39,13 +45,16 @@ typedef struct {
             "\"shm\":{\"size\":,\"used\":}},")                                \
      + 8 * NGX_INT_T_LEN + 3 + 3 * NGX_INT64_LEN + 2 * NGX_SIZE_T_LEN      \
      + 10 * NGX_ATOMIC_T_LEN + 3                                           \
-     + NGX_HTTP_FLASHSALE_STATUS_SKUS * (NGX_HTTP_FLASHSALE_SKU_LEN + 3))
+     + NGX_HTTP_FLASHSALE_STATUS_SKUS * (NGX_HTTP_FLASHSALE_SKU_LEN + 3)   \
+     + sizeof(",\"history\":[]")                                           \
+     + NGX_HTTP_FLASHSALE_SAMPLES * (sizeof("[,,,,,,],") + NGX_TIME_T_LEN   \
+                                     + 6 * NGX_INT32_LEN))
 
 
-static ngx_int_t ngx_http_flashsale_status_wants_prometheus(
-    ngx_http_request_t *r);
+static ngx_uint_t ngx_http_flashsale_status_format(ngx_http_request_t *r);
+static ngx_int_t ngx_http_flashsale_status_dashboard(ngx_http_request_t *r);
 static u_char *ngx_http_flashsale_status_json(u_char *p,
-    ngx_http_flashsale_snapshot_t *s);
+    ngx_http_flashsale_snapshot_t *s, ngx_uint_t history);
 static size_t ngx_http_flashsale_status_prometheus_len(
     ngx_http_flashsale_snapshot_t *s, ngx_uint_t n);
 static u_char *ngx_http_flashsale_status_prometheus(u_char *p,
@@ -96,7 +105,8 @@ ngx_http_flashsale_status_handler(ngx_http_request_t *r)
     size_t                            len;
     ngx_int_t                         rc;
     ngx_buf_t                        *b;
-    ngx_uint_t                        i, prometheus;
+    ngx_str_t                         arg;
+    ngx_uint_t                        i, format, history;
     ngx_chain_t                       out;
     ngx_table_elt_t                  *h;
     ngx_http_flashsale_zone_t       **zones;
@@ -111,6 +121,15 @@ ngx_http_flashsale_status_handler(ngx_http_request_t *r)
     if (rc != NGX_OK) {
         return rc;
     }
+
+    format = ngx_http_flashsale_status_format(r);
+
+    if (format == NGX_HTTP_FLASHSALE_STATUS_HTML) {
+        return ngx_http_flashsale_status_dashboard(r);
+    }
+
+    history = (ngx_http_arg(r, (u_char *) "history", 7, &arg) == NGX_OK
+               && arg.len == 1 && arg.data[0] == '1');
 
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_flashsale_module);
     zones = fmcf->zones.elts;
@@ -129,11 +148,13 @@ ngx_http_flashsale_status_handler(ngx_http_request_t *r)
         snap[i].nskus = ngx_http_flashsale_latch_list(zones[i], snap[i].skus,
                                            snap[i].sku_data,
                                            NGX_HTTP_FLASHSALE_STATUS_SKUS);
+        snap[i].nsamples = history
+                           ? ngx_http_flashsale_room_history(zones[i],
+                                                             snap[i].samples)
+                           : 0;
     }
 
-    prometheus = ngx_http_flashsale_status_wants_prometheus(r);
-
-    if (prometheus) {
+    if (format == NGX_HTTP_FLASHSALE_STATUS_PROMETHEUS) {
         len = ngx_http_flashsale_status_prometheus_len(snap,
                                                        fmcf->zones.nelts);
 
@@ -150,7 +171,7 @@ ngx_http_flashsale_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (prometheus) {
+    if (format == NGX_HTTP_FLASHSALE_STATUS_PROMETHEUS) {
         b->last = ngx_http_flashsale_status_prometheus(b->last, snap,
                                                        fmcf->zones.nelts);
         ngx_str_set(&r->headers_out.content_type,
@@ -164,7 +185,8 @@ ngx_http_flashsale_status_handler(ngx_http_request_t *r)
                 *b->last++ = ',';
             }
 
-            b->last = ngx_http_flashsale_status_json(b->last, &snap[i]);
+            b->last = ngx_http_flashsale_status_json(b->last, &snap[i],
+                                                     history);
         }
 
         b->last = ngx_cpymem(b->last, "]}\n", 3);
@@ -200,33 +222,101 @@ ngx_http_flashsale_status_handler(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
-ngx_http_flashsale_status_wants_prometheus(ngx_http_request_t *r)
+static ngx_uint_t
+ngx_http_flashsale_status_format(ngx_http_request_t *r)
 {
     ngx_str_t                       format;
+    ngx_table_elt_t                *h;
     ngx_http_flashsale_loc_conf_t  *lcf;
 
     if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK) {
         if (format.len == 10
             && ngx_strncmp(format.data, "prometheus", 10) == 0)
         {
-            return 1;
+            return NGX_HTTP_FLASHSALE_STATUS_PROMETHEUS;
         }
 
         if (format.len == 4 && ngx_strncmp(format.data, "json", 4) == 0) {
-            return 0;
+            return NGX_HTTP_FLASHSALE_STATUS_JSON;
         }
+
+        if (format.len == 4 && ngx_strncmp(format.data, "html", 4) == 0) {
+            return NGX_HTTP_FLASHSALE_STATUS_HTML;
+        }
+    }
+
+#if (NGX_HTTP_HEADERS)
+    h = r->headers_in.accept;
+#else
+    h = NULL;
+#endif
+
+    /* a browser gets the dashboard; scrapers and scripts do not ask
+     * for text/html */
+    if (h && ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                              (u_char *) "text/html", sizeof("text/html") - 2)
+             != NULL)
+    {
+        return NGX_HTTP_FLASHSALE_STATUS_HTML;
     }
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_flashsale_module);
 
-    return lcf->status_format == NGX_HTTP_FLASHSALE_STATUS_PROMETHEUS;
+    return lcf->status_format;
+}
+
+
+static ngx_int_t
+ngx_http_flashsale_status_dashboard(ngx_http_request_t *r)
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = sizeof(ngx_http_flashsale_dashboard) - 1;
+    ngx_str_set(&r->headers_out.content_type, "text/html; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = (u_char *) ngx_http_flashsale_dashboard;
+    b->last = b->pos + sizeof(ngx_http_flashsale_dashboard) - 1;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
 }
 
 
 static u_char *
-ngx_http_flashsale_status_json(u_char *p, ngx_http_flashsale_snapshot_t *s)
+ngx_http_flashsale_status_json(u_char *p, ngx_http_flashsale_snapshot_t *s,
+    ngx_uint_t history)
 {
+    ngx_http_flashsale_sample_t         *h;
     ngx_uint_t                           i;
     ngx_atomic_uint_t                    avg;
     ngx_http_flashsale_stats_t          *c;
@@ -279,8 +369,26 @@ ngx_http_flashsale_status_json(u_char *p, ngx_http_flashsale_snapshot_t *s)
         p = ngx_sprintf(p, "%s\"%V\"", i ? "," : "", &s->skus[i]);
     }
 
-    return ngx_sprintf(p, "],\"shm\":{\"size\":%uz,\"used\":%uz}}",
-                       st->shm_size, st->shm_used);
+    p = ngx_sprintf(p, "],\"shm\":{\"size\":%uz,\"used\":%uz}",
+                    st->shm_size, st->shm_used);
+
+    if (history) {
+        /* [time, tickets, admitted, waiting, reserved, sold_out, errors] */
+        p = ngx_cpymem(p, ",\"history\":[", sizeof(",\"history\":[") - 1);
+
+        for (i = 0; i < s->nsamples; i++) {
+            h = &s->samples[i];
+            p = ngx_sprintf(p, "%s[%T,%uD,%uD,%uD,%uD,%uD,%uD]", i ? "," : "",
+                            h->time, h->tickets, h->admitted, h->waiting,
+                            h->reserved, h->sold_out, h->errors);
+        }
+
+        *p++ = ']';
+    }
+
+    *p++ = '}';
+
+    return p;
 }
 
 
