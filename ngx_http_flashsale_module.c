@@ -1022,8 +1022,8 @@ ngx_http_flashsale_parse_rate(ngx_str_t *value, ngx_uint_t *rate)
         return NGX_ERROR;
     }
 
-    /* thousandths per second, as limit_req keeps them */
-    *rate = (ngx_uint_t) (n * 1000 / scale);
+    /* millionths per second: see ngx_http_flashsale_room.h */
+    *rate = (ngx_uint_t) n * NGX_HTTP_FLASHSALE_RATE_ONE / scale;
 
     return NGX_OK;
 }

@@ -54,9 +54,11 @@ ngx_http_flashsale_room_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     zone->sh->last = ngx_current_msec;
     zone->sh->started = ngx_time();
 
-    /* a new zone starts as after a quiet period: burst + 1 admissions */
-    zone->sh->watermark = (uint64_t) (1 + zone->burst)
-                          * NGX_HTTP_FLASHSALE_WM_ONE;
+    /* a new zone starts as after a quiet period: burst + 1 admissions;
+     * a paused one admits nobody, so it starts with nobody ahead */
+    zone->sh->watermark = zone->rate ? (uint64_t) (1 + zone->burst)
+                                       * NGX_HTTP_FLASHSALE_WM_ONE
+                                     : 0;
 
     len = sizeof(" in flashsale zone \"\"") + shm_zone->shm.name.len;
 
@@ -86,7 +88,7 @@ void
 ngx_http_flashsale_room_enter(ngx_http_flashsale_zone_t *zone,
     ngx_http_flashsale_entry_t *e)
 {
-    uint64_t                  wm;
+    uint64_t                  wm, front;
     ngx_msec_t                now;
     ngx_http_flashsale_sh_t  *sh;
 
@@ -121,7 +123,9 @@ ngx_http_flashsale_room_enter(ngx_http_flashsale_zone_t *zone,
         return;
     }
 
-    e->position = e->ticket - wm / NGX_HTTP_FLASHSALE_WM_ONE;
+    /* a ticket under the watermark of a paused zone is at the front */
+    front = wm / NGX_HTTP_FLASHSALE_WM_ONE;
+    e->position = e->ticket > front ? e->ticket - front : 1;
     e->eta = ngx_http_flashsale_room_eta(e->ticket, wm, zone->rate);
 }
 
@@ -208,7 +212,7 @@ ngx_http_flashsale_room_eta(uint64_t ticket, uint64_t watermark,
 
     need = ticket * NGX_HTTP_FLASHSALE_WM_ONE - watermark;
 
-    /* millionths over thousandths per second gives milliseconds */
+    /* billionths over millionths per second gives milliseconds */
     ms = (need + rate - 1) / rate;
 
     return (ngx_int_t) ((ms + 999) / 1000);
@@ -270,18 +274,19 @@ ngx_http_flashsale_room_advance(ngx_http_flashsale_zone_t *zone,
 
     cap = (sh->tickets + 1 + zone->burst) * NGX_HTTP_FLASHSALE_WM_ONE;
 
-    if (sh->watermark >= cap) {
+    if (sh->watermark >= cap || zone->rate == 0) {
+        return;
+    }
+
+    /* compared before multiplying: a long quiet spell must not wrap */
+    if ((uint64_t) elapsed >= (cap - sh->watermark) / zone->rate + 1) {
+        sh->watermark = cap;
         return;
     }
 
     add = (uint64_t) zone->rate * (uint64_t) elapsed;
 
-    if (add >= cap - sh->watermark) {
-        sh->watermark = cap;
-
-    } else {
-        sh->watermark += add;
-    }
+    sh->watermark = ngx_min(sh->watermark + add, cap);
 }
 
 
@@ -355,7 +360,9 @@ ngx_http_flashsale_room_handler(ngx_http_request_t *r,
             claims.exp = now + NGX_HTTP_FLASHSALE_TICKET_TTL;
 
         } else {
+            /* API clients read their place from the body every time */
             max_age = 0;
+            ctx->token = claims.raw;
         }
     }
 

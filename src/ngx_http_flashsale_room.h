@@ -15,10 +15,14 @@
 #include "ngx_http_flashsale_breaker.h"
 
 
-/* the watermark counts millionths of a ticket: rate (thousandths per
- * second) times elapsed milliseconds adds up exactly, so slow rates such
- * as 1r/m are not lost to rounding however often the room is entered */
-#define NGX_HTTP_FLASHSALE_WM_ONE  1000000
+/*
+ * Rates are kept in millionths of an admission per second, so "1r/m" is
+ * 16667 and off by 0.002% rather than limit_req's 4%.  The watermark
+ * counts billionths of a ticket: rate times elapsed milliseconds adds up
+ * exactly, however often the room is entered.
+ */
+#define NGX_HTTP_FLASHSALE_RATE_ONE  1000000
+#define NGX_HTTP_FLASHSALE_WM_ONE    1000000000
 
 
 /* a ring of samples for the status dashboard's charts: 5 minutes */
@@ -61,7 +65,7 @@ struct ngx_http_flashsale_zone_s {
     ngx_http_flashsale_sh_t      *sh;
     ngx_slab_pool_t              *shpool;
 
-    ngx_uint_t                    rate;        /* thousandths per second */
+    ngx_uint_t                    rate;        /* millionths per second */
     ngx_uint_t                    burst;
     time_t                        session;
     ngx_http_flashsale_breaker_conf_t  *breaker;

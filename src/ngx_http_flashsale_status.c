@@ -330,7 +330,8 @@ ngx_http_flashsale_status_json(u_char *p, ngx_http_flashsale_snapshot_t *s,
     p = ngx_sprintf(p, "{\"zone\":\"%V\",\"rate\":%ui.%03ui,\"burst\":%ui,"
                     "\"session\":%T,\"tickets_issued\":%uL,\"admitted\":%uL,"
                     "\"waiting\":%uL,\"eta_new\":",
-                    &s->zone->name, st->rate / 1000, st->rate % 1000,
+                    &s->zone->name, st->rate / NGX_HTTP_FLASHSALE_RATE_ONE,
+                    st->rate % NGX_HTTP_FLASHSALE_RATE_ONE / 1000,
                     st->burst, st->session, st->tickets, st->admitted,
                     st->waiting);
 
@@ -440,7 +441,7 @@ ngx_http_flashsale_status_prometheus(u_char *p,
 
             /* the order of ngx_http_flashsale_metrics[]; values in
              * thousandths where a fraction is shown */
-            v[0] = s[i].room.rate;
+            v[0] = s[i].room.rate / 1000;
             v[1] = s[i].room.burst;
             v[2] = s[i].room.tickets;
             v[3] = s[i].room.admitted;

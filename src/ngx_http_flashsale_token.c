@@ -228,6 +228,7 @@ ngx_http_flashsale_token_read(ngx_http_request_t *r,
         err = ngx_http_flashsale_token_check(r, lcf->keys, zone, &token,
                                              claims, visitor_buf);
         if (err == NULL) {
+            claims->raw = token;
             return NGX_OK;
         }
 

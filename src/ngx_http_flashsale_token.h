@@ -21,6 +21,7 @@
 
 
 typedef struct {
+    ngx_str_t                     raw;         /* the token as read */
     ngx_str_t                     visitor;
     uint64_t                      ticket;
     time_t                        iat;
