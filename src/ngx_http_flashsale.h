@@ -102,6 +102,7 @@ typedef struct {
     uint64_t                      ticket;
     uint64_t                      position;
     ngx_int_t                     eta;        /* seconds, -1: paused */
+    ngx_uint_t                    progress;   /* percent of the way */
     ngx_uint_t                    retry_after;
 
     ngx_str_t                     visitor;

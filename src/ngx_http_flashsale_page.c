@@ -32,6 +32,7 @@ static ngx_str_t  ngx_http_flashsale_page_vars[] = {
     ngx_string("eta_text"),
     ngx_string("retry_after"),
     ngx_string("zone"),
+    ngx_string("progress"),
 };
 
 
@@ -58,6 +59,8 @@ static ngx_str_t  ngx_http_flashsale_page_names[] = {
 "dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem}\n"           \
 "dt{color:#4a4a55}dd{margin:0;font-weight:600}\n"                             \
 "small{color:#4a4a55}\n"                                                      \
+"label{display:block;margin-top:1rem;color:#4a4a55}\n"                        \
+"progress{width:100%;height:1rem;accent-color:#3a5bd9}\n"                     \
 "</style>\n</head>\n<body>\n<main>\n"
 
 static char  ngx_http_flashsale_builtin_waiting[] =
@@ -75,6 +78,9 @@ static char  ngx_http_flashsale_builtin_waiting[] =
     "{{position}}</dd>\n"
     "<dt>Estimated wait</dt><dd id=\"eta\">{{eta_text}}</dd>\n"
     "</dl>\n"
+    "<label for=\"progress\">Progress through the line</label>\n"
+    "<progress id=\"progress\" max=\"100\" value=\"{{progress}}\">"
+    "{{progress}}%</progress>\n"
     "<p><small>Refreshing this page will not lose your place. Next check "
     "in {{retry_after}} s.</small></p>\n"
     "</main>\n</body>\n</html>\n";
@@ -214,6 +220,7 @@ ngx_http_flashsale_page_waiting(ngx_http_request_t *r,
     u_char                            *p;
     u_char                             pos[NGX_INT64_LEN], eta[NGX_INT_T_LEN];
     u_char                             retry[NGX_INT_T_LEN], eta_text[64];
+    u_char                             progress[NGX_INT_T_LEN];
     ngx_str_t                          body;
     ngx_http_flashsale_page_values_t   v;
 
@@ -277,6 +284,10 @@ ngx_http_flashsale_page_waiting(ngx_http_request_t *r,
                               - retry;
 
     v.values[NGX_HTTP_FLASHSALE_VAR_ZONE] = lcf->zone->name;
+
+    v.values[NGX_HTTP_FLASHSALE_VAR_PROGRESS].data = progress;
+    v.values[NGX_HTTP_FLASHSALE_VAR_PROGRESS].len =
+                      ngx_sprintf(progress, "%ui", ctx->progress) - progress;
 
     if (ngx_http_flashsale_page_render(r,
                                  lcf->pages[NGX_HTTP_FLASHSALE_PAGE_WAITING],
@@ -381,7 +392,8 @@ ngx_http_flashsale_page_compile(ngx_conf_t *cf, ngx_str_t *src,
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "flashsale_page \"%V\": unknown placeholder "
                                "\"{{%V}}\"; known are {{position}}, {{eta}}, "
-                               "{{eta_text}}, {{retry_after}}, {{zone}}",
+                               "{{eta_text}}, {{retry_after}}, {{zone}}, "
+                               "{{progress}}",
                                name, &var);
             return NGX_CONF_ERROR;
         }

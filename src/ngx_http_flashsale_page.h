@@ -23,7 +23,8 @@
 #define NGX_HTTP_FLASHSALE_VAR_ETA_TEXT     3
 #define NGX_HTTP_FLASHSALE_VAR_RETRY_AFTER  4
 #define NGX_HTTP_FLASHSALE_VAR_ZONE         5
-#define NGX_HTTP_FLASHSALE_VAR_N            6
+#define NGX_HTTP_FLASHSALE_VAR_PROGRESS     6
+#define NGX_HTTP_FLASHSALE_VAR_N            7
 
 
 typedef struct {

@@ -334,12 +334,17 @@ ngx_http_flashsale_room_handler(ngx_http_request_t *r,
     if (e.issued) {
         claims.iat = now;
         claims.exp = 0;
+        claims.start = e.position;
     }
 
     ctx->visitor = claims.visitor;
     ctx->ticket = e.ticket;
     ctx->position = e.position;
     ctx->eta = e.eta;
+
+    if (claims.start > e.position) {
+        ctx->progress = (claims.start - e.position) * 100 / claims.start;
+    }
 
     claims.ticket = e.ticket;
     claims.admitted = e.admitted;

@@ -273,6 +273,11 @@ ngx_http_flashsale_token_issue(ngx_http_request_t *r,
         rc = jwt_add_grant_bool(jwt, "adm", 1);
     }
 
+    /* where the waiter started, for the waiting page's progress bar */
+    if (rc == 0 && !claims->admitted && claims->start) {
+        rc = jwt_add_grant_int(jwt, "pos", (long) claims->start);
+    }
+
     key = lcf->keys->keys.elts;
 
     if (rc == 0) {
@@ -513,7 +518,7 @@ static const char *
 ngx_http_flashsale_token_claims(jwt_t *jwt, ngx_str_t *zone,
     ngx_http_flashsale_claims_t *claims, u_char *visitor_buf)
 {
-    long         exp, iat, nbf, tkt;
+    long         exp, iat, nbf, tkt, pos;
     size_t       len;
     time_t       now;
     ngx_uint_t   i;
@@ -580,6 +585,14 @@ ngx_http_flashsale_token_claims(jwt_t *jwt, ngx_str_t *zone,
     claims->visitor.data = visitor_buf;
     claims->visitor.len = len;
     claims->ticket = (uint64_t) tkt;
+    claims->start = 0;
+
+    if (ngx_http_flashsale_token_grant_int(jwt, "pos", &pos) == NGX_OK
+        && pos > 0)
+    {
+        claims->start = (uint64_t) pos;
+    }
+
     claims->iat = iat;
     claims->exp = exp;
 

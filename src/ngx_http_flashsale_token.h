@@ -24,6 +24,7 @@ typedef struct {
     ngx_str_t                     raw;         /* the token as read */
     ngx_str_t                     visitor;
     uint64_t                      ticket;
+    uint64_t                      start;       /* position when issued */
     time_t                        iat;
     time_t                        exp;
     ngx_uint_t                    admitted;
