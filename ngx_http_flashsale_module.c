@@ -22,6 +22,7 @@
 
 
 static ngx_int_t ngx_http_flashsale_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_flashsale_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_flashsale_header_filter(ngx_http_request_t *r);
 static ngx_http_flashsale_ctx_t *ngx_http_flashsale_get_ctx(
     ngx_http_request_t *r);
@@ -310,6 +311,22 @@ ngx_http_flashsale_handler(ngx_http_request_t *r)
 
 
 static ngx_int_t
+ngx_http_flashsale_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_flashsale_ctx_t  *ctx;
+
+    /* upstream outcomes and half-open probes report to the breaker */
+    ctx = ngx_http_flashsale_get_ctx(r);
+
+    if (ctx) {
+        ngx_http_flashsale_breaker_log(r, ctx);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_http_flashsale_header_filter(ngx_http_request_t *r)
 {
     ngx_table_elt_t           *h;
@@ -514,7 +531,7 @@ ngx_http_flashsale_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    *h = ngx_http_flashsale_breaker_log_handler;
+    *h = ngx_http_flashsale_log_handler;
 
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_flashsale_header_filter;

@@ -433,22 +433,20 @@ ngx_http_flashsale_breaker_state_name(ngx_uint_t state)
 }
 
 
-ngx_int_t
-ngx_http_flashsale_breaker_log_handler(ngx_http_request_t *r)
+void
+ngx_http_flashsale_breaker_log(ngx_http_request_t *r,
+    ngx_http_flashsale_ctx_t *ctx)
 {
     ngx_uint_t                     outcome, failed;
     ngx_msec_t                     latency;
     ngx_http_upstream_t           *u;
-    ngx_http_flashsale_ctx_t      *ctx;
     ngx_http_flashsale_zone_t     *zone;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_flashsale_module);
-
-    if (ctx == NULL || ctx->reported || ctx->zone == NULL
+    if (ctx->reported || ctx->zone == NULL
         || ctx->zone->breaker == NULL
         || ctx->state != NGX_HTTP_FLASHSALE_STATE_ADMITTED)
     {
-        return NGX_OK;
+        return;
     }
 
     zone = ctx->zone;
@@ -480,8 +478,6 @@ ngx_http_flashsale_breaker_log_handler(ngx_http_request_t *r)
     }
 
     ctx->reported = 1;
-
-    return NGX_OK;
 }
 
 

@@ -75,7 +75,8 @@ ngx_uint_t ngx_http_flashsale_breaker_outcome(ngx_http_flashsale_zone_t *zone,
 void ngx_http_flashsale_breaker_stats(ngx_http_flashsale_zone_t *zone,
     ngx_http_flashsale_breaker_stats_t *st);
 ngx_str_t *ngx_http_flashsale_breaker_state_name(ngx_uint_t state);
-ngx_int_t ngx_http_flashsale_breaker_log_handler(ngx_http_request_t *r);
+void ngx_http_flashsale_breaker_log(ngx_http_request_t *r,
+    ngx_http_flashsale_ctx_t *ctx);
 
 
 #endif /* _NGX_HTTP_FLASHSALE_BREAKER_H_INCLUDED_ */
