@@ -112,7 +112,7 @@ static ngx_command_t  ngx_http_flashsale_commands[] = {
     { ngx_string("flashsale_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_flashsale_status,
-      0,
+      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
@@ -281,7 +281,7 @@ ngx_http_flashsale_handler(ngx_http_request_t *r)
     /* an open breaker keeps admitted shoppers off Redis and the store */
     if (lcf->zone->breaker
         && ngx_http_flashsale_breaker_enter(lcf->zone, &ctx->probe,
-                                            &retry_after)
+                                            &ctx->probe_stamp, &retry_after)
            == NGX_BUSY)
     {
         ctx->state = NGX_HTTP_FLASHSALE_STATE_RETRY;

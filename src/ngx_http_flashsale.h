@@ -117,6 +117,7 @@ typedef struct {
     ngx_str_t                     reservation;
 
     ngx_uint_t                    probe;      /* breaker slot + 1 */
+    ngx_msec_t                    probe_stamp;
     ngx_uint_t                    reported;   /* outcome given */
 
     u_char                        visitor_data[NGX_HTTP_FLASHSALE_VISITOR_MAX];

@@ -193,7 +193,7 @@ ngx_http_flashsale_breaker_zone(ngx_conf_t *cf,
 
 ngx_int_t
 ngx_http_flashsale_breaker_enter(ngx_http_flashsale_zone_t *zone,
-    ngx_uint_t *probe, ngx_uint_t *retry_after)
+    ngx_uint_t *probe, ngx_msec_t *stamp, ngx_uint_t *retry_after)
 {
     ngx_int_t                           rc;
     ngx_uint_t                          i, free;
@@ -250,6 +250,7 @@ ngx_http_flashsale_breaker_enter(ngx_http_flashsale_zone_t *zone,
             /* + 1: a start time of 0 must not read as a free slot */
             b->probe[free] = now + 1;
             *probe = free + 1;
+            *stamp = b->probe[free];
             rc = NGX_OK;
         }
 
@@ -287,7 +288,7 @@ ngx_http_flashsale_breaker_outcome(ngx_http_flashsale_zone_t *zone,
 
 void
 ngx_http_flashsale_breaker_report(ngx_http_flashsale_zone_t *zone,
-    ngx_log_t *log, ngx_uint_t probe, ngx_uint_t outcome)
+    ngx_log_t *log, ngx_uint_t probe, ngx_msec_t stamp, ngx_uint_t outcome)
 {
     time_t                              sec;
     ngx_uint_t                          i, calls, fails, from, to;
@@ -307,9 +308,10 @@ ngx_http_flashsale_breaker_report(ngx_http_flashsale_zone_t *zone,
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     if (probe) {
-        /* a probe from before a reopen is not this round's probe */
+        /* a probe from before a reopen, or one whose slot was reclaimed
+         * and handed on, is not this round's probe */
         if (b->state == NGX_HTTP_FLASHSALE_BREAKER_HALF_OPEN
-            && b->probe[probe - 1])
+            && b->probe[probe - 1] == stamp)
         {
             b->probe[probe - 1] = 0;
 
@@ -437,23 +439,24 @@ void
 ngx_http_flashsale_breaker_log(ngx_http_request_t *r,
     ngx_http_flashsale_ctx_t *ctx)
 {
-    ngx_uint_t                     outcome, failed;
-    ngx_msec_t                     latency;
-    ngx_http_upstream_t           *u;
-    ngx_http_flashsale_zone_t     *zone;
+    ngx_uint_t                  outcome, failed;
+    ngx_msec_t                  latency;
+    ngx_http_upstream_t        *u;
+    ngx_http_flashsale_zone_t  *zone;
 
-    if (ctx->reported || ctx->zone == NULL
-        || ctx->zone->breaker == NULL
-        || ctx->state != NGX_HTTP_FLASHSALE_STATE_ADMITTED)
-    {
+    zone = ctx->zone;
+
+    if (ctx->reported || zone == NULL || zone->breaker == NULL) {
         return;
     }
 
-    zone = ctx->zone;
+    ctx->reported = 1;
+
     u = r->upstream;
     outcome = NGX_HTTP_FLASHSALE_OUTCOME_NONE;
 
-    if ((zone->breaker->watch & NGX_HTTP_FLASHSALE_WATCH_UPSTREAM)
+    if (ctx->state == NGX_HTTP_FLASHSALE_STATE_ADMITTED
+        && (zone->breaker->watch & NGX_HTTP_FLASHSALE_WATCH_UPSTREAM)
         && u != NULL)
     {
         latency = (u->state && u->state->response_time != (ngx_msec_t) -1)
@@ -464,20 +467,15 @@ ngx_http_flashsale_breaker_log(ngx_http_request_t *r,
                      && u->state->status >= NGX_HTTP_INTERNAL_SERVER_ERROR);
 
         outcome = ngx_http_flashsale_breaker_outcome(zone, failed, latency);
-
-    } else if (ctx->probe) {
-        /* a probe that touched nothing watched went through cleanly */
-        outcome = (r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
-                  ? NGX_HTTP_FLASHSALE_OUTCOME_NONE
-                  : NGX_HTTP_FLASHSALE_OUTCOME_OK;
     }
 
+    /* a probe that touched nothing watched (a static page, a bad sku, a
+     * latched SKU) gives its slot back with no verdict */
     if (outcome != NGX_HTTP_FLASHSALE_OUTCOME_NONE || ctx->probe) {
         ngx_http_flashsale_breaker_report(zone, r->connection->log,
-                                          ctx->probe, outcome);
+                                          ctx->probe, ctx->probe_stamp,
+                                          outcome);
     }
-
-    ctx->reported = 1;
 }
 
 

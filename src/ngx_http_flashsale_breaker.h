@@ -67,9 +67,9 @@ char *ngx_http_flashsale_breaker_conf(ngx_conf_t *cf,
 char *ngx_http_flashsale_breaker_zone(ngx_conf_t *cf,
     ngx_http_flashsale_zone_t *zone, ngx_http_flashsale_breaker_conf_t *bcf);
 ngx_int_t ngx_http_flashsale_breaker_enter(ngx_http_flashsale_zone_t *zone,
-    ngx_uint_t *probe, ngx_uint_t *retry_after);
+    ngx_uint_t *probe, ngx_msec_t *stamp, ngx_uint_t *retry_after);
 void ngx_http_flashsale_breaker_report(ngx_http_flashsale_zone_t *zone,
-    ngx_log_t *log, ngx_uint_t probe, ngx_uint_t outcome);
+    ngx_log_t *log, ngx_uint_t probe, ngx_msec_t stamp, ngx_uint_t outcome);
 ngx_uint_t ngx_http_flashsale_breaker_outcome(ngx_http_flashsale_zone_t *zone,
     ngx_uint_t failed, ngx_msec_t latency);
 void ngx_http_flashsale_breaker_stats(ngx_http_flashsale_zone_t *zone,

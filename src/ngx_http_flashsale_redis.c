@@ -68,6 +68,7 @@ struct ngx_http_flashsale_redis_s {
     /* per worker, made on first use */
     ngx_http_flashsale_redis_conn_t  *conns;
     ngx_uint_t                    next;
+    ngx_msec_t                    probe_at;
     ngx_queue_t                   free;
 };
 
@@ -405,6 +406,36 @@ ngx_http_flashsale_redis_pick(ngx_http_flashsale_redis_t *redis)
         if (ngx_http_flashsale_redis_connect(cn) == NGX_OK) {
             return cn;
         }
+    }
+
+    /*
+     * Every slot is backing off.  One of them may still try now and then
+     * (every BACKOFF_MIN per worker), so a Redis that is back is found by
+     * the next request rather than when the longest backoff ends, and a
+     * Redis that is down sees at most a few connects a second.
+     */
+    if (ngx_exiting || ngx_terminate
+        || (ngx_msec_int_t) (ngx_current_msec - redis->probe_at) < 0)
+    {
+        return NULL;
+    }
+
+    redis->probe_at = ngx_current_msec + NGX_HTTP_FLASHSALE_REDIS_BACKOFF_MIN;
+
+    cn = NULL;
+
+    for (i = 0; i < redis->pool; i++) {
+        if (redis->conns[i].state == NGX_HTTP_FLASHSALE_REDIS_CLOSED
+            && (cn == NULL
+                || (ngx_msec_int_t) (redis->conns[i].retry_at - cn->retry_at)
+                   < 0))
+        {
+            cn = &redis->conns[i];
+        }
+    }
+
+    if (cn && ngx_http_flashsale_redis_connect(cn) == NGX_OK) {
+        return cn;
     }
 
     return NULL;

@@ -50,6 +50,14 @@ static void ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
     ngx_str_t *sku, ngx_msec_t latch, ngx_log_t *log);
 static void ngx_http_flashsale_latch_drop(ngx_http_flashsale_zone_t *zone,
     ngx_http_flashsale_latch_t *l);
+static void ngx_http_flashsale_latch_clear(ngx_http_flashsale_zone_t *zone,
+    ngx_str_t *sku);
+static void ngx_http_flashsale_holders_hash(ngx_str_t *visitor,
+    ngx_str_t *sku, uint32_t *h);
+static void ngx_http_flashsale_holders_add(ngx_http_flashsale_zone_t *zone,
+    ngx_str_t *visitor, ngx_str_t *sku);
+static ngx_uint_t ngx_http_flashsale_holders_test(
+    ngx_http_flashsale_zone_t *zone, ngx_str_t *visitor, ngx_str_t *sku);
 static void ngx_http_flashsale_reserve_outcome(ngx_http_flashsale_ctx_t *ctx,
     ngx_log_t *log, ngx_uint_t failed, ngx_msec_t latency);
 static ngx_int_t ngx_http_flashsale_check_sku(ngx_str_t *sku);
@@ -323,8 +331,11 @@ ngx_http_flashsale_reserve_handler(ngx_http_request_t *r,
                                     "1 to the location's max_qty", &ctx->sku);
     }
 
-    /* a SKU Redis just called sold out is answered from memory */
-    if (reserve->latch && ngx_http_flashsale_latch_find(zone, &ctx->sku)) {
+    /* a SKU Redis just called sold out is answered from memory, except
+     * to a shopper who may hold some of it: a retry returns the hold */
+    if (reserve->latch && ngx_http_flashsale_latch_find(zone, &ctx->sku)
+        && !ngx_http_flashsale_holders_test(zone, &ctx->visitor, &ctx->sku))
+    {
         (void) ngx_atomic_fetch_add(&zone->sh->stats.sold_out, 1);
         ctx->state = NGX_HTTP_FLASHSALE_STATE_SOLD_OUT;
         return ngx_http_flashsale_page_sold_out(r, lcf, &ctx->sku);
@@ -462,6 +473,10 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
             (void) ngx_atomic_fetch_add(&zone->sh->stats.reserved, 1);
         }
 
+        if (lcf->reserve->latch) {
+            ngx_http_flashsale_holders_add(zone, &ctx->visitor, &ctx->sku);
+        }
+
         /* the store reads it as a query string */
         p = ngx_pnalloc(r->pool, sizeof("sku=&qty=&visitor=&expires=") - 1
                                  + ctx->sku.len + ctx->visitor.len
@@ -532,7 +547,7 @@ ngx_http_flashsale_reserve_outcome(ngx_http_flashsale_ctx_t *ctx,
         return;
     }
 
-    ngx_http_flashsale_breaker_report(zone, log, ctx->probe,
+    ngx_http_flashsale_breaker_report(zone, log, ctx->probe, ctx->probe_stamp,
                         ngx_http_flashsale_breaker_outcome(zone, failed,
                                                            latency));
 
@@ -680,18 +695,17 @@ ngx_http_flashsale_backend_handler(ngx_http_request_t *r)
         }
 
     } else if (r->method == NGX_HTTP_PUT) {
+        /* a missing qty must never read as 0 and empty a sale */
         if (ngx_http_arg(r, (u_char *) "qty", 3, &qty) != NGX_OK
-            || ngx_http_flashsale_check_qty(&qty, NGX_MAX_INT32_VALUE)
-               != NGX_OK)
+            || !((qty.len == 1 && qty.data[0] == '0')
+                 || ngx_http_flashsale_check_qty(&qty, NGX_MAX_INT32_VALUE)
+                    == NGX_OK))
         {
-            if (!(qty.len == 1 && qty.data[0] == '0')) {
-                (void) ngx_atomic_fetch_add(&zone->sh->stats.bad_requests,
-                                            1);
-                return ngx_http_flashsale_page_json_error(r,
+            (void) ngx_atomic_fetch_add(&zone->sh->stats.bad_requests, 1);
+            return ngx_http_flashsale_page_json_error(r,
                                     NGX_HTTP_BAD_REQUEST,
                                     "invalid or missing qty: use a whole "
                                     "number from 0");
-            }
         }
     }
 
@@ -786,6 +800,11 @@ ngx_http_flashsale_backend_done(void *data, redisReply *reply,
     p = body.data;
 
     if (op == NGX_HTTP_FLASHSALE_OP_STOCK) {
+        if (r->method == NGX_HTTP_PUT && res[1] > 0) {
+            /* restocked: shoppers need not wait out the latch */
+            ngx_http_flashsale_latch_clear(zone, &bctx->sku);
+        }
+
         p = ngx_sprintf(p, "{\"sku\":\"%V\",\"stock\":%L", &bctx->sku,
                         res[1]);
 
@@ -1065,4 +1084,86 @@ ngx_http_flashsale_latch_drop(ngx_http_flashsale_zone_t *zone,
     ngx_rbtree_delete(&zone->sh->latch, &l->sn.node);
     ngx_slab_free_locked(zone->shpool, l);
     zone->sh->latch_n--;
+}
+
+
+static void
+ngx_http_flashsale_latch_clear(ngx_http_flashsale_zone_t *zone,
+    ngx_str_t *sku)
+{
+    ngx_http_flashsale_latch_t  *l;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    l = (ngx_http_flashsale_latch_t *)
+            ngx_str_rbtree_lookup(&zone->sh->latch, sku,
+                                  ngx_crc32_short(sku->data, sku->len));
+    if (l) {
+        ngx_http_flashsale_latch_drop(zone, l);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * Who holds what, as a Bloom filter of (visitor, SKU) in the zone: fixed
+ * size, no lock (atomic OR), never cleared.  A false positive only costs
+ * a Redis call; once it fills up every latched request goes to Redis,
+ * which is correct, only slower.
+ */
+
+static void
+ngx_http_flashsale_holders_hash(ngx_str_t *visitor, ngx_str_t *sku,
+    uint32_t *h)
+{
+    uint32_t  crc;
+
+    ngx_crc32_init(crc);
+    ngx_crc32_update(&crc, visitor->data, visitor->len);
+    ngx_crc32_update(&crc, (u_char *) "/", 1);
+    ngx_crc32_update(&crc, sku->data, sku->len);
+    ngx_crc32_final(crc);
+
+    h[0] = crc;
+    h[1] = ngx_murmur_hash2(visitor->data, visitor->len)
+           ^ ngx_murmur_hash2(sku->data, sku->len) * 31;
+}
+
+
+static void
+ngx_http_flashsale_holders_add(ngx_http_flashsale_zone_t *zone,
+    ngx_str_t *visitor, ngx_str_t *sku)
+{
+    uint32_t    h[2], bit;
+    ngx_uint_t  i;
+
+    ngx_http_flashsale_holders_hash(visitor, sku, h);
+
+    for (i = 0; i < 2; i++) {
+        bit = h[i] % NGX_HTTP_FLASHSALE_HOLDERS_BITS;
+        (void) __sync_fetch_and_or(&zone->sh->holders[bit / 32],
+                                   (uint32_t) 1 << (bit % 32));
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_flashsale_holders_test(ngx_http_flashsale_zone_t *zone,
+    ngx_str_t *visitor, ngx_str_t *sku)
+{
+    uint32_t    h[2], bit;
+    ngx_uint_t  i;
+
+    ngx_http_flashsale_holders_hash(visitor, sku, h);
+
+    for (i = 0; i < 2; i++) {
+        bit = h[i] % NGX_HTTP_FLASHSALE_HOLDERS_BITS;
+
+        if (!(zone->sh->holders[bit / 32] & ((uint32_t) 1 << (bit % 32)))) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
