@@ -19,6 +19,37 @@
 
 /* HS256 signatures are 32 bytes: 43 base64url characters, no padding */
 #define NGX_HTTP_FLASHSALE_SIG_LEN        43
+#define NGX_HTTP_FLASHSALE_SIG_RAW        32
+
+/* verified tokens remembered per worker; a power of two */
+#define NGX_HTTP_FLASHSALE_CACHE_SIZE     4096
+
+
+/*
+ * A pass is sent with every request of an admitted shopper; checking it
+ * each time (HMAC, then libjwt's base64 and JSON with their mallocs) is
+ * the module's main cost.  A worker remembers the claims of tokens it
+ * verified, found by their signature: a hit costs a CRC of the signed
+ * part and one compare, and the expiry is still checked every time.
+ */
+typedef struct {
+    u_char                        sig[NGX_HTTP_FLASHSALE_SIG_RAW];
+    uint32_t                      crc;        /* of header.payload */
+    uint32_t                      len;
+    ngx_uint_t                    generation; /* of the keys */
+    u_char                       *zone;       /* name it was checked for */
+    uint64_t                      ticket;
+    uint64_t                      start;
+    time_t                        iat;
+    time_t                        exp;
+    ngx_uint_t                    admitted;
+    size_t                        visitor_len;
+    u_char                        visitor[NGX_HTTP_FLASHSALE_VISITOR_MAX];
+} ngx_http_flashsale_token_cached_t;
+
+
+static ngx_http_flashsale_token_cached_t  *ngx_http_flashsale_token_cache;
+static ngx_uint_t  ngx_http_flashsale_keys_generation;
 
 
 static ngx_int_t ngx_http_flashsale_token_find(ngx_http_request_t *r,
@@ -27,7 +58,9 @@ static const char *ngx_http_flashsale_token_check(ngx_http_request_t *r,
     ngx_http_flashsale_keys_t *keys, ngx_str_t *zone, ngx_str_t *token,
     ngx_http_flashsale_claims_t *claims, u_char *visitor_buf);
 static ngx_str_t *ngx_http_flashsale_token_key(ngx_http_flashsale_keys_t *keys,
-    ngx_str_t *token, size_t signed_len);
+    ngx_str_t *token, size_t signed_len, u_char *raw);
+static ngx_http_flashsale_token_cached_t *ngx_http_flashsale_token_cached(
+    u_char *raw);
 static const char *ngx_http_flashsale_token_claims(jwt_t *jwt,
     ngx_str_t *zone, ngx_http_flashsale_claims_t *claims, u_char *visitor_buf);
 static ngx_int_t ngx_http_flashsale_token_grant_int(jwt_t *jwt,
@@ -148,6 +181,9 @@ ngx_http_flashsale_keys_load(ngx_conf_t *cf, ngx_http_flashsale_keys_t *keys)
         key->len = end - p;
         key->data = p;
     }
+
+    /* tokens a worker verified with other keys are not taken as checked */
+    keys->generation = ++ngx_http_flashsale_keys_generation;
 
     if (keys->keys.nelts == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -420,11 +456,14 @@ ngx_http_flashsale_token_check(ngx_http_request_t *r,
     ngx_http_flashsale_keys_t *keys, ngx_str_t *zone, ngx_str_t *token,
     ngx_http_flashsale_claims_t *claims, u_char *visitor_buf)
 {
-    int          rc;
-    u_char      *p, *dot1, *dot2, *last, *s;
-    jwt_t       *jwt;
-    ngx_str_t   *key;
-    const char  *err;
+    int                                 rc;
+    u_char                             *p, *dot1, *dot2, *last, *s;
+    u_char                              raw[48];
+    jwt_t                              *jwt;
+    uint32_t                            crc;
+    ngx_str_t                          *key, sig, dec;
+    const char                         *err;
+    ngx_http_flashsale_token_cached_t  *c;
 
     if (token->len > NGX_HTTP_FLASHSALE_TOKEN_MAX) {
         return "too long";
@@ -446,7 +485,41 @@ ngx_http_flashsale_token_check(ngx_http_request_t *r,
         return "not an HS256 signature";
     }
 
-    key = ngx_http_flashsale_token_key(keys, token, dot2 - p);
+    sig.data = dot2 + 1;
+    sig.len = NGX_HTTP_FLASHSALE_SIG_LEN;
+    dec.data = raw;
+
+    if (ngx_decode_base64url(&dec, &sig) != NGX_OK
+        || dec.len != NGX_HTTP_FLASHSALE_SIG_RAW)
+    {
+        return "not an HS256 signature";
+    }
+
+    crc = ngx_crc32_long(p, dot2 - p);
+    c = ngx_http_flashsale_token_cached(raw);
+
+    if (c && c->len == token->len && c->crc == crc
+        && c->generation == keys->generation && c->zone == zone->data
+        && CRYPTO_memcmp(c->sig, raw, NGX_HTTP_FLASHSALE_SIG_RAW) == 0)
+    {
+        if (c->exp + NGX_HTTP_FLASHSALE_LEEWAY <= ngx_time()) {
+            return "expired";
+        }
+
+        ngx_memcpy(visitor_buf, c->visitor, c->visitor_len);
+
+        claims->visitor.data = visitor_buf;
+        claims->visitor.len = c->visitor_len;
+        claims->ticket = c->ticket;
+        claims->start = c->start;
+        claims->iat = c->iat;
+        claims->exp = c->exp;
+        claims->admitted = c->admitted;
+
+        return NULL;
+    }
+
+    key = ngx_http_flashsale_token_key(keys, token, dot2 - p, raw);
     if (key == NULL) {
         return "bad signature";
     }
@@ -473,44 +546,78 @@ ngx_http_flashsale_token_check(ngx_http_request_t *r,
 
     jwt_free(jwt);
 
+    if (err == NULL && c) {
+        ngx_memcpy(c->sig, raw, NGX_HTTP_FLASHSALE_SIG_RAW);
+        c->crc = crc;
+        c->len = (uint32_t) token->len;
+        c->generation = keys->generation;
+        c->zone = zone->data;
+        c->ticket = claims->ticket;
+        c->start = claims->start;
+        c->iat = claims->iat;
+        c->exp = claims->exp;
+        c->admitted = claims->admitted;
+        c->visitor_len = claims->visitor.len;
+        ngx_memcpy(c->visitor, claims->visitor.data, claims->visitor.len);
+    }
+
     return err;
+}
+
+
+static ngx_http_flashsale_token_cached_t *
+ngx_http_flashsale_token_cached(u_char *raw)
+{
+    uint32_t  slot;
+
+    if (ngx_http_flashsale_token_cache == NULL) {
+        /* once per worker, for its life: not from a pool a reload frees */
+        ngx_http_flashsale_token_cache = ngx_calloc(
+                                NGX_HTTP_FLASHSALE_CACHE_SIZE
+                                * sizeof(ngx_http_flashsale_token_cached_t),
+                                ngx_cycle->log);
+        if (ngx_http_flashsale_token_cache == NULL) {
+            return NULL;
+        }
+    }
+
+    /* the signature is an HMAC: its bytes are as good as a hash */
+    ngx_memcpy(&slot, raw, sizeof(uint32_t));
+
+    return &ngx_http_flashsale_token_cache[slot
+                                       & (NGX_HTTP_FLASHSALE_CACHE_SIZE - 1)];
 }
 
 
 static ngx_str_t *
 ngx_http_flashsale_token_key(ngx_http_flashsale_keys_t *keys,
-    ngx_str_t *token, size_t signed_len)
+    ngx_str_t *token, size_t signed_len, u_char *raw)
 {
-    u_char        md[EVP_MAX_MD_SIZE], raw[48];
-    ngx_str_t     sig, dec, *key;
+    u_char        md[EVP_MAX_MD_SIZE];
+    ngx_str_t    *key, *found;
     ngx_uint_t    i;
     unsigned int  md_len;
 
-    sig.data = token->data + signed_len + 1;
-    sig.len = NGX_HTTP_FLASHSALE_SIG_LEN;
-    dec.data = raw;
-
-    if (ngx_decode_base64url(&dec, &sig) != NGX_OK || dec.len != 32) {
-        return NULL;
-    }
-
     key = keys->keys.elts;
+    found = NULL;
 
     /* every key is tried, so the time taken does not tell which matched */
     for (i = 0; i < keys->keys.nelts; i++) {
         if (HMAC(EVP_sha256(), key[i].data, (int) key[i].len, token->data,
                  signed_len, md, &md_len)
-            == NULL || md_len != 32)
+            == NULL || md_len != NGX_HTTP_FLASHSALE_SIG_RAW)
         {
             continue;
         }
 
-        if (CRYPTO_memcmp(md, raw, 32) == 0) {
-            return &key[i];
+        if (CRYPTO_memcmp(md, raw, NGX_HTTP_FLASHSALE_SIG_RAW) == 0
+            && found == NULL)
+        {
+            found = &key[i];
         }
     }
 
-    return NULL;
+    return found;
 }
 
 

@@ -43,8 +43,9 @@ like($r->body,
      'every placeholder is substituted: position, eta, eta_text, retry_after, zone (twice)')
     or diag($r->body);
 my ($eta) = $r->body =~ /eta=(\d+)/;
-ok(defined $eta && ($eta == 59 || $eta == 60),
-   'at 1r/m position 1 has {{eta}} = 60 s (got ' . ($eta // 'none') . ')');
+# about 60: the seconds since ticket 1 was admitted are already behind us
+ok(defined $eta && $eta >= 55 && $eta <= 60,
+   'at 1r/m position 1 has {{eta}} of about 60 s (got ' . ($eta // 'none') . ')');
 my ($text) = $r->body =~ /text=([^{}]+?) ra=/;
 like($text // '', qr/minute/, "eta_text speaks in minutes ($text)");
 is($r->header('content-length'), length($r->body), 'Content-Length is the substituted length');
