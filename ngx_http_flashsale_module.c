@@ -22,6 +22,7 @@
 
 
 static ngx_int_t ngx_http_flashsale_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_flashsale_reserve_phase(ngx_http_request_t *r);
 static ngx_int_t ngx_http_flashsale_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_flashsale_header_filter(ngx_http_request_t *r);
 static ngx_http_flashsale_ctx_t *ngx_http_flashsale_get_ctx(
@@ -249,8 +250,7 @@ ngx_http_flashsale_handler(ngx_http_request_t *r)
 
     /* decided once per request, internal redirects included */
     if (ctx != NULL) {
-        return ctx->reserving == NGX_HTTP_FLASHSALE_RESERVE_WAITING
-               ? NGX_AGAIN : NGX_DECLINED;
+        return NGX_DECLINED;
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_flashsale_ctx_t));
@@ -293,7 +293,39 @@ ngx_http_flashsale_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
-    if (lcf->reserve == NULL) {
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Stock is reserved in the precontent phase: after allow/deny,
+ * auth_request and the other access checks have let the request in,
+ * so a request they refuse never holds stock.
+ */
+static ngx_int_t
+ngx_http_flashsale_reserve_phase(ngx_http_request_t *r)
+{
+    ngx_int_t                       rc;
+    ngx_http_flashsale_ctx_t       *ctx;
+    ngx_http_flashsale_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_flashsale_module);
+
+    if (lcf->reserve == NULL || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_flashsale_get_ctx(r);
+
+    if (ctx == NULL || ctx->state != NGX_HTTP_FLASHSALE_STATE_ADMITTED) {
+        return NGX_DECLINED;
+    }
+
+    if (ctx->reserving == NGX_HTTP_FLASHSALE_RESERVE_WAITING) {
+        return NGX_AGAIN;
+    }
+
+    if (ctx->reserving == NGX_HTTP_FLASHSALE_RESERVE_DONE) {
         return NGX_DECLINED;
     }
 
@@ -304,6 +336,8 @@ ngx_http_flashsale_handler(ngx_http_request_t *r)
     }
 
     /* an answer was sent, or rc is the status of one to send */
+    ctx->reserving = NGX_HTTP_FLASHSALE_RESERVE_DONE;
+
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
@@ -525,6 +559,13 @@ ngx_http_flashsale_postconfiguration(ngx_conf_t *cf)
     }
 
     *h = ngx_http_flashsale_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_flashsale_reserve_phase;
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {

@@ -931,25 +931,30 @@ ngx_http_flashsale_latch_init(ngx_http_flashsale_zone_t *zone)
 
 ngx_uint_t
 ngx_http_flashsale_latch_list(ngx_http_flashsale_zone_t *zone,
-    ngx_str_t *skus, u_char *buf, ngx_uint_t max)
+    ngx_str_t *skus, u_char *buf, ngx_uint_t max, ngx_uint_t *total)
 {
-    ngx_uint_t                   n;
+    ngx_uint_t                   n, live;
     ngx_msec_t                   now;
     ngx_queue_t                 *q;
     ngx_http_flashsale_latch_t  *l;
 
     now = ngx_current_msec;
     n = 0;
+    live = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     for (q = ngx_queue_head(&zone->sh->latch_queue);
-         q != ngx_queue_sentinel(&zone->sh->latch_queue) && n < max;
+         q != ngx_queue_sentinel(&zone->sh->latch_queue);
          q = ngx_queue_next(q))
     {
         l = ngx_queue_data(q, ngx_http_flashsale_latch_t, queue);
 
         if ((ngx_msec_int_t) (l->expires - now) <= 0) {
+            continue;
+        }
+
+        if (live++ >= max) {
             continue;
         }
 
@@ -960,6 +965,8 @@ ngx_http_flashsale_latch_list(ngx_http_flashsale_zone_t *zone,
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    *total = live;
 
     return n;
 }

@@ -11,7 +11,7 @@
 #include "ngx_http_flashsale_dashboard.h"
 
 
-/* sold-out SKUs listed per zone; the count is always exact */
+/* sold-out SKUs listed per zone; Prometheus counts them all */
 #define NGX_HTTP_FLASHSALE_STATUS_SKUS  100
 #define NGX_HTTP_FLASHSALE_SKU_LEN      64
 
@@ -24,6 +24,7 @@ typedef struct {
     ngx_http_flashsale_room_stats_t      room;
     ngx_http_flashsale_breaker_stats_t   breaker;
     ngx_uint_t                           nskus;
+    ngx_uint_t                           skus_total;
     ngx_str_t                            skus[NGX_HTTP_FLASHSALE_STATUS_SKUS];
     u_char                               sku_data[NGX_HTTP_FLASHSALE_STATUS_SKUS
                                                   * NGX_HTTP_FLASHSALE_SKU_LEN];
@@ -147,7 +148,8 @@ ngx_http_flashsale_status_handler(ngx_http_request_t *r)
         ngx_http_flashsale_breaker_stats(zones[i], &snap[i].breaker);
         snap[i].nskus = ngx_http_flashsale_latch_list(zones[i], snap[i].skus,
                                            snap[i].sku_data,
-                                           NGX_HTTP_FLASHSALE_STATUS_SKUS);
+                                           NGX_HTTP_FLASHSALE_STATUS_SKUS,
+                                           &snap[i].skus_total);
         snap[i].nsamples = history
                            ? ngx_http_flashsale_room_history(zones[i],
                                                              snap[i].samples)
@@ -461,7 +463,7 @@ ngx_http_flashsale_status_prometheus(u_char *p,
             v[17] = c->redis_errors;
             v[18] = c->redis_timeouts;
             v[19] = avg;
-            v[20] = s[i].nskus;
+            v[20] = s[i].skus_total;
             v[21] = s[i].room.shm_size;
             v[22] = s[i].room.shm_used;
 
