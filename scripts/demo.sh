@@ -184,7 +184,8 @@ The demo is running (nginx with 2 workers on 127.0.0.1:$FRONT_PORT, the store on
   the drop     $f/drop/         waiting room: 6 admissions a minute, burst 2
   add to cart  the product pages' button: /drop/cart/add?sku=...&qty=...
                reserves stock in Redis for 2 minutes (at most 3 a shopper)
-  status       $f/flashsale_status     (?format=prometheus for Prometheus)
+  status       $f/flashsale_status     (a live dashboard in a browser;
+               JSON from curl, ?format=prometheus for Prometheus)
   stock        $f/flashsale_stock?sku=JACKET-OCHRE   (loopback only)
 
 Stock loaded: JACKET-OCHRE 3, TOTE-INDIGO 10, MUG-MOSS 25.
@@ -205,9 +206,11 @@ keeps one shopper):
 
 When Redis fails:
   scripts/demo.sh redis-stop    add to cart answers 503 with the retry page;
-                                3 failures in 10 s open the breaker for 15 s
+                                when half of the last 10 s of add-to-cart
+                                calls failed (3 at least), the breaker opens
+                                for 15 s
   scripts/demo.sh redis-start   Redis back with its data; after the 15 s one
-                                probe request closes the breaker again
+                                successful add to cart closes the breaker
 
 Logs: build/demo/access.log (state, ticket, position, reservation of every
       request), build/demo/error.log (breaker changes at warn)
@@ -362,9 +365,10 @@ redis_stop() {
 
 Redis is down; nginx keeps running.  As an admitted shopper press "Add to
 cart": the answer is the retry page (503, Retry-After: 2), which tries again
-by itself.  After 3 failed calls within 10 s the breaker opens for 15 s: every
-admitted request in /drop/ then gets the retry page from memory, without
-touching Redis or the store, and newcomers still get the waiting room.
+by itself every 2 s.  Once at least 3 add-to-cart calls were made in the last
+10 s and half of them failed, the breaker opens for 15 s: every admitted
+request in /drop/ then gets the retry page from memory, without touching Redis
+or the store, and newcomers still get the waiting room.
   curl -s http://127.0.0.1:$FRONT_PORT/flashsale_status      "breaker":{"state":"open",...}
   grep breaker build/demo/error.log
 Bring Redis back with: scripts/demo.sh redis-start
@@ -392,9 +396,10 @@ redis_start() {
 
 Redis is back, with the stock and holds it had.  nginx reconnects on the next
 request that needs it (a connection that failed waits 0.1 to 2 s before its
-next try).  If the breaker is open, the first admitted request after its 15 s
-is the probe: when it succeeds the breaker closes.  The retry page refreshes
-itself, so a waiting browser tab recovers on its own.
+next try).  If the breaker is open, it turns half-open after its 15 s: one
+admitted request at a time gets through as a probe, the others get the retry
+page for a second, and the first add to cart that succeeds closes it.  The
+retry page refreshes itself, so a waiting browser tab recovers on its own.
   curl -s http://127.0.0.1:$FRONT_PORT/flashsale_status      "breaker":{"state":"closed",...}
 EOF
 }
