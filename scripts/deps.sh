@@ -1,14 +1,92 @@
 #!/usr/bin/env bash
-# Install the Debian packages the build and the tests need.
+# Install the Debian packages the project needs.
 # Idempotent: asks dpkg first, and touches apt only when something is missing.
+#
+#   scripts/deps.sh              everything: the build, the tests (Redis,
+#                                Chromium and Node.js for t/80-browser.t), the
+#                                demo and the runtime set  (make deps, make test)
+#   scripts/deps.sh --build      what scripts/build.sh needs   (Dockerfile, build stage)
+#   scripts/deps.sh --runtime    what a server that runs the module needs:
+#                                nginx, libjwt0, libhiredis0.14, curl
+#                                                              (Dockerfile, final stage)
+#
+#   --check   install nothing: name what is missing and exit 1 if anything is
+#             (t/70-examples.t runs "--build --check" and "--runtime --check",
+#             so CI exercises the modes the Dockerfile uses)
+#   --list    print the set's package names, one a line, and exit
 set -euo pipefail
 
-PACKAGES=(
+# Building the module against Debian's nginx (see scripts/build.sh).
+BUILD_PACKAGES=(
     nginx nginx-dev
     libjwt-dev libhiredis-dev libssl-dev libpcre3-dev zlib1g-dev
-    redis-server redis-tools
-    build-essential perl wrk
+    build-essential
 )
+
+# Running it: Debian's nginx, the two libraries the .so links beyond what
+# nginx itself needs, and curl for the container's HEALTHCHECK.
+RUNTIME_PACKAGES=(
+    nginx libjwt0 libhiredis0.14 curl
+)
+
+# The tests and the demo: perl runs them, redis-server is started by the
+# harness, wrk loads it, Chromium (driven by playwright-core from npm) runs
+# t/80-browser.t.
+TEST_PACKAGES=(
+    perl redis-server redis-tools wrk
+    chromium ca-certificates
+)
+
+usage() {
+    echo "usage: $0 [--build | --runtime] [--check | --list]" >&2
+    exit 2
+}
+
+set_name=all
+action=install
+for arg in "$@"; do
+    case "$arg" in
+        --build)   set_name=build ;;
+        --runtime) set_name=runtime ;;
+        --check)   action=check ;;
+        --list)    action=list ;;
+        -h|--help) usage ;;
+        *)         echo "deps: unknown option $arg" >&2; usage ;;
+    esac
+done
+
+case "$set_name" in
+    build)   PACKAGES=("${BUILD_PACKAGES[@]}") ;;
+    runtime) PACKAGES=("${RUNTIME_PACKAGES[@]}") ;;
+    all)
+        PACKAGES=("${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
+        # Node.js and npm for the browser test.  A Node.js that is already
+        # there (NodeSource's, say, which brings its own npm and conflicts
+        # with Debian's npm package) is kept.
+        if ! command -v node > /dev/null 2>&1; then
+            PACKAGES+=(nodejs)
+        fi
+        if ! command -v npm > /dev/null 2>&1; then
+            PACKAGES+=(npm)
+        fi
+        ;;
+esac
+
+# de-duplicate, keeping the order
+declare -A seen=()
+unique=()
+for p in "${PACKAGES[@]}"; do
+    if [ -z "${seen[$p]:-}" ]; then
+        seen[$p]=1
+        unique+=("$p")
+    fi
+done
+PACKAGES=("${unique[@]}")
+
+if [ "$action" = list ]; then
+    printf '%s\n' "${PACKAGES[@]}"
+    exit 0
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -17,6 +95,15 @@ for p in "${PACKAGES[@]}"; do
         missing+=("$p")
     fi
 done
+
+if [ "$action" = check ]; then
+    if [ ${#missing[@]} -ne 0 ]; then
+        echo "deps: missing ($set_name): ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "deps: all $set_name packages are installed: ${PACKAGES[*]}"
+    exit 0
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
@@ -34,5 +121,5 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
 # The Debian nginx package starts a system nginx and the redis-server package
-# a system redis; the tests run their own on free ports, so these are not needed
-# but are harmless. Nothing else to do.
+# a system redis (where an init system runs); the tests run their own on free
+# ports, so these are not needed but are harmless.

@@ -16,8 +16,12 @@ package FlashsaleTest;
 #
 # Every wait is a poll with a deadline. FLASHSALE_KEEP=1 keeps the temp dir.
 # FLASHSALE_NGINX overrides the nginx binary, FLASHSALE_MODULE the module.
-# FLASHSALE_ASAN=1 (or SANITIZE=address) preloads libasan into nginx for a
-# module built with SANITIZE=address scripts/build.sh.
+# FLASHSALE_ASAN=1 (or SANITIZE=address) preloads libasan and libubsan into
+# nginx for a module built with SANITIZE=address scripts/build.sh; their
+# reports go to files (log_path) that finish() turns into a failed test.
+# FLASHSALE_VALGRIND=1 runs nginx under valgrind memcheck in single-process
+# mode (master_process off): see "valgrind" below; finish() fails the test
+# on any error valgrind reports.
 
 use strict;
 use warnings;
@@ -50,6 +54,8 @@ our $MODULE = $ENV{FLASHSALE_MODULE}
         ? "$ROOT/build/ngx_http_flashsale_module-asan.so"
         : "$ROOT/build/ngx_http_flashsale_module.so");
 our $REDIS_SERVER = $ENV{FLASHSALE_REDIS_SERVER} // 'redis-server';
+our $VALGRIND = $ENV{FLASHSALE_VALGRIND} ? 1 : 0;
+our $SAN_DIR;
 
 my $JSON = JSON::PP->new->canonical->allow_nonref;
 my @INSTANCES;
@@ -78,6 +84,7 @@ sub new {
     }, $class;
 
     Test::More::diag("test dir: $dir (kept)") if $keep;
+    _valgrind_skip() if $VALGRIND;
     push @INSTANCES, $self;
     return $self;
 }
@@ -186,16 +193,24 @@ sub poll_until {
 
 # In a child about to exec nginx: preload libasan for a module built with
 # SANITIZE=address (nginx itself is not instrumented).
+# SANITIZE=address builds the module with ASan and UBSan: both runtimes are
+# preloaded (libasan first). ASan writes its reports into files under
+# san_dir() (log_path), one per process; gcc's UBSan, next to ASan, writes
+# to stderr whatever log_path says, which is error.log in nginx (with a
+# stack: scripts/san-options.c). finish() and END look at both.
 sub _asan_env {
-    return unless $ENV{FLASHSALE_ASAN} || ($ENV{SANITIZE} // '') eq 'address';
-    my $asan = `gcc -print-file-name=libasan.so 2>/dev/null`;
-    chomp $asan;
-    $ENV{LD_PRELOAD} = $asan if $asan && -e $asan;
-    $ENV{ASAN_OPTIONS} //= 'detect_leaks=0:abort_on_error=0';
+    return unless sanitizing();
+    my $d = san_dir();
+    my @pre = _san_runtimes();
+    $ENV{LD_PRELOAD} = join(' ', @pre) if @pre;
+    $ENV{ASAN_OPTIONS} = join ':', ($ENV{ASAN_OPTIONS}
+        // 'detect_leaks=0:abort_on_error=0'), "log_path=$d/asan";
+    $ENV{UBSAN_OPTIONS} //= 'print_stacktrace=1:halt_on_error=1';
 }
 
 sub _spawn {
     my ($self, $out, @cmd) = @_;
+    san_dir() if sanitizing();
     my $pid = fork;
     die "fork: $!" unless defined $pid;
     if ($pid == 0) {
@@ -212,6 +227,7 @@ sub _spawn {
 # Run a command, capture stdout+stderr, bounded in time: (exit code, output).
 sub run_cmd {
     my ($timeout, @cmd) = @_;
+    san_dir() if sanitizing();
     pipe(my $r, my $w) or die "pipe: $!";
     my $pid = fork;
     die "fork: $!" unless defined $pid;
@@ -419,6 +435,7 @@ sub wrap_conf {
     my $workers = $o{workers} // $self->{workers};
     my $level   = $o{log_level} // $self->{log_level};
     my $main    = $o{main} // '';
+    $main = "master_process off;\n$main" if $VALGRIND;
     my $events  = $o{events} // 'worker_connections 1024;';
     return <<"EOF";
 load_module $MODULE;
@@ -484,6 +501,8 @@ sub nginx_t {
     $self->write_file("$d/nginx.conf", $conf);
     my ($rc, $out) = run_cmd(20, $NGINX, '-t', '-p', "$d/", '-c',
                              "$d/nginx.conf", '-e', "$d/error.log");
+    # kept for finish(): a sanitizer report of nginx -t lands here
+    $self->write_file("$d/nginx-t.out", $out) if sanitizing();
     return wantarray ? ($rc, $out, "$d/nginx.conf") : $rc;
 }
 
@@ -511,14 +530,16 @@ sub start_nginx {
     my ($self) = @_;
     die "nginx already running" if $self->{nginx_pid};
     die "no nginx.conf written" unless -f "$self->{dir}/nginx.conf";
-    my $pid = $self->_spawn("$self->{dir}/nginx.out", $NGINX,
+    my $pid = $self->_spawn("$self->{dir}/nginx.out", $self->_valgrind_cmd,
+        $NGINX,
         '-p', "$self->{dir}/", '-c', "$self->{dir}/nginx.conf",
         '-e', "$self->{dir}/error.log", '-g', 'daemon off;');
     $self->{nginx_pid} = $pid;
     my $want = $self->{conf_opts}{workers} // $self->{workers};
+    $want = 1 if $VALGRIND;     # the one process is its own worker
     my @ports = @{ $self->{listen_ports} || [] };
 
-    my $ok = poll_until(15, sub {
+    my $ok = poll_until($VALGRIND ? 120 : 15, sub {
         if (waitpid($pid, WNOHANG) == $pid) {
             my $st = $?;
             delete $self->{nginx_pid};
@@ -532,7 +553,7 @@ sub start_nginx {
         }
         return 1;
     });
-    $self->_nginx_died("nginx did not come up in 15s") unless $ok;
+    $self->_nginx_died("nginx did not come up in time") unless $ok;
     $self->{started_at} = time;
     return $pid;
 }
@@ -540,13 +561,19 @@ sub start_nginx {
 sub stop_nginx {
     my ($self) = @_;
     my $pid = delete $self->{nginx_pid} or return;
-    _stop_pid($pid, 'QUIT', 10);
+    # valgrind checks for leaks when the process exits: give it time
+    _stop_pid($pid, 'QUIT', $VALGRIND ? 120 : 10);
 }
 
 # Worker processes of the running master (not old ones shutting down).
 sub worker_pids {
     my ($self) = @_;
     my $m = $self->{nginx_pid} or return wantarray ? () : 0;
+    if ($VALGRIND) {
+        # single-process mode: nginx serves requests itself
+        my @w = kill(0, $m) ? ($m) : ();
+        return wantarray ? @w : scalar @w;
+    }
     my @w = sort { $a <=> $b } map { $_->[0] }
         grep { $_->[1] =~ /worker process/ && $_->[1] !~ /shutting down/ }
         _children($m);
@@ -567,6 +594,7 @@ sub reload {
     if (defined $template) {
         $self->write_conf($template, %{ $self->{conf_opts} || {} }, %o);
     }
+    return $self->_reload_single($m, %o) if $VALGRIND;
     my %old = map { $_ => 1 } $self->worker_pids;
     my $want = $self->{conf_opts}{workers} // $self->{workers};
     kill 'HUP', $m;
@@ -584,6 +612,8 @@ sub reload {
 # Returns (killed pid, new worker pids) or () on timeout.
 sub kill_worker {
     my ($self, $pid) = @_;
+    die "kill_worker: there are no worker processes under valgrind "
+        . "(single-process mode)" if $VALGRIND;
     my @w = $self->worker_pids;
     $pid //= $w[0];
     die "no worker to kill" unless $pid;
@@ -1044,9 +1074,30 @@ sub finish {
                 or Test::More::diag(join "\n", @five[0 .. ($#five > 4 ? 4 : $#five)]);
         }
 
-        my $err = $self->read_file('nginx.out') // '';
-        Test::More::unlike($err, qr/AddressSanitizer|LeakSanitizer|runtime error:/,
-                           'no sanitizer report');
+    }
+
+    # nginx's stderr, and the report files of the sanitizers (also of
+    # nginx -t runs, which leave no error.log here)
+    my @rep = san_reports();
+    my @nt;
+    if (opendir(my $dh, $self->{dir})) {
+        @nt = map { "$_/nginx-t.out" } sort grep { /^nt\d+$/ } readdir $dh;
+        closedir $dh;
+    }
+    for my $f ('nginx.out', 'error.log', @nt) {
+        my $text = $self->read_file($f) // '';
+        my @l = grep { /AddressSanitizer|LeakSanitizer|runtime error:|^\s+#\d+ 0x/ }
+            split /\n/, $text;
+        @l = () unless grep { /Sanitizer|runtime error:/ } @l;
+        push @rep, [ "$self->{dir}/$f", join("\n", @l) ] if @l;
+    }
+    Test::More::is(scalar(@rep), 0, 'no sanitizer report')
+        or Test::More::diag(_report_text(@rep));
+
+    if ($VALGRIND && $ran) {
+        my @vg = $self->valgrind_errors;
+        Test::More::is(scalar(@vg), 0, 'valgrind reports no error')
+            or Test::More::diag(_report_text(@vg));
     }
     Test::More::done_testing();
 }
@@ -1056,7 +1107,180 @@ END {
     for my $t (@INSTANCES) {
         eval { $t->stop_nginx; $t->stop_redis; };
     }
+    # a report written after finish(), or by a test that never got there
+    if (sanitizing() && defined $SAN_DIR) {
+        my @rep = eval { san_reports() };
+        if (@rep) {
+            print STDERR "# sanitizer report(s) not seen by finish():\n",
+                map { "# $_\n" } split /\n/, _report_text(@rep);
+            $rc ||= 1;
+        }
+    }
     $? = $rc;
+}
+
+###########################################################################
+# sanitizers (SANITIZE=address) and valgrind (FLASHSALE_VALGRIND=1)
+
+my %SAN_SEEN;
+my @SAN_RUNTIMES;
+
+sub sanitizing {
+    return ($ENV{FLASHSALE_ASAN} || ($ENV{SANITIZE} // '') eq 'address') ? 1 : 0;
+}
+
+# One directory per test process for the ASan/UBSan report files
+# (asan.PID, ubsan.PID). FLASHSALE_SAN_DIR names it; kept with
+# FLASHSALE_KEEP=1.
+sub san_dir {
+    return $SAN_DIR if defined $SAN_DIR;
+    if ($ENV{FLASHSALE_SAN_DIR}) {
+        $SAN_DIR = $ENV{FLASHSALE_SAN_DIR};
+        make_path($SAN_DIR);
+    } else {
+        $SAN_DIR = File::Temp::tempdir('fsan-XXXXXXXX', TMPDIR => 1,
+                                       CLEANUP => !$ENV{FLASHSALE_KEEP});
+    }
+    chmod 0777, $SAN_DIR;      # workers run as "nobody"
+    _san_runtimes();
+    return $SAN_DIR;
+}
+
+# gcc's libasan (it must come first), build/san-options.so (hands
+# UBSAN_OPTIONS to UBSan in workers: see scripts/san-options.c), libubsan
+sub _san_runtimes {
+    return @SAN_RUNTIMES if @SAN_RUNTIMES;
+    for my $lib ('libasan.so', "$ROOT/build/san-options.so", 'libubsan.so') {
+        my $p = $lib;
+        if ($lib !~ m{^/}) {
+            $p = `gcc -print-file-name=$lib 2>/dev/null`;
+            chomp $p;
+            next if $p eq $lib;
+        }
+        push @SAN_RUNTIMES, $p if $p ne '' && -e $p;
+    }
+    return @SAN_RUNTIMES;
+}
+
+# Sanitizer reports not returned before: ([file, text], ...)
+sub san_reports {
+    return () unless defined $SAN_DIR && -d $SAN_DIR;
+    opendir(my $dh, $SAN_DIR) or return ();
+    my @r;
+    for my $f (sort grep { /^(asan|ubsan)\./ } readdir $dh) {
+        my $path = "$SAN_DIR/$f";
+        next if $SAN_SEEN{$path};
+        open(my $fh, '<:raw', $path) or next;
+        local $/;
+        my $text = <$fh> // '';
+        close $fh;
+        next unless $text =~ /\S/;
+        $SAN_SEEN{$path} = 1;
+        push @r, [ $path, $text ];
+    }
+    closedir $dh;
+    return @r;
+}
+
+sub _report_text {
+    my @r = @_;
+    my $out = '';
+    for my $r (@r[0 .. ($#r > 4 ? 4 : $#r)]) {
+        my @l = split /\n/, $r->[1];
+        $#l = 59 if @l > 60;
+        $out .= "--- $r->[0]\n" . join("\n", grep { defined } @l) . "\n";
+    }
+    $out .= "... and " . (@r - 5) . " more\n" if @r > 5;
+    return $out;
+}
+
+# valgrind memcheck in front of nginx (nothing when not in valgrind mode).
+# FLASHSALE_VALGRIND_OPTS adds options.
+sub _valgrind_cmd {
+    my ($self) = @_;
+    return () unless $VALGRIND;
+    die "FLASHSALE_VALGRIND and SANITIZE=address do not mix\n" if sanitizing();
+    my @supp = -f "$ROOT/valgrind.suppress"
+        ? ("--suppressions=$ROOT/valgrind.suppress") : ();
+    return ('valgrind', '--tool=memcheck', '--leak-check=full',
+            '--show-leak-kinds=definite', '--errors-for-leak-kinds=definite',
+            '--num-callers=40', '--keep-debuginfo=yes', '--trace-children=no',
+            '--child-silent-after-fork=yes', '--gen-suppressions=all',
+            @supp, "--log-file=$self->{dir}/valgrind.%p.log",
+            split(' ', $ENV{FLASHSALE_VALGRIND_OPTS} // ''));
+}
+
+# Errors in this test's valgrind logs: ([file, text], ...). A log without
+# its final ERROR SUMMARY (valgrind killed) counts as an error too.
+sub valgrind_errors {
+    my ($self) = @_;
+    my @r;
+    opendir(my $dh, $self->{dir}) or return ();
+    for my $f (sort grep { /^valgrind\.\d+\.log$/ } readdir $dh) {
+        my $text = $self->read_file($f) // '';
+        my @sum = $text =~ /ERROR SUMMARY: (\d+) errors/g;
+        if (!@sum) {
+            push @r, [ "$self->{dir}/$f", "no ERROR SUMMARY (valgrind did not "
+                       . "finish)\n$text" ];
+        } elsif ($sum[-1] > 0) {
+            # the error blocks only, not the preamble
+            $text =~ s/\A(?:==\d+== [^\n]*\n){0,12}?==\d+== Command:[^\n]*\n(?:==\d+== [^\n]*\n)?//;
+            push @r, [ "$self->{dir}/$f", $text ];
+        }
+    }
+    closedir $dh;
+    return @r;
+}
+
+# HUP in single-process mode: nginx reads the configuration again in the
+# same process; done when the "reconfiguring" line is followed by the
+# listening sockets answering again.
+sub _reload_single {
+    my ($self, $m, %o) = @_;
+    my $count = sub { my $n = () = $self->error_log =~ /\[notice\] \d+#\d+: reconfiguring/g; $n };
+    my $before = $count->();
+    kill 'HUP', $m;
+    my @ports = @{ $self->{listen_ports} || [] };
+    my $ok = poll_until(($o{timeout} // 15) * 4, sub {
+        return 0 unless kill 0, $m;
+        return 0 unless $count->() > $before;
+        for my $p (@ports) {
+            my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                PeerPort => $p, Proto => 'tcp', Timeout => 1) or return 0;
+            close $s;
+        }
+        return 1;
+    }, 0.1);
+    sleep 0.5 if $ok;
+    return $ok ? 1 : 0;
+}
+
+# Under valgrind there is one nginx process and no workers: a test file
+# that kills workers or needs several of them is skipped, with the reason.
+# t/valgrind.skip lists others ("t/NAME.t  reason", # comments).
+sub _valgrind_skip {
+    return if Test::More->builder->current_test > 0;
+    my $file = $0;
+    my $src = '';
+    if (open my $fh, '<', $file) { local $/; $src = <$fh> // ''; close $fh }
+    my $reason;
+    if ($src =~ /->kill_worker\b/) {
+        $reason = 'kills worker processes: single-process mode has none';
+    } elsif ($src =~ /workers\s*=>\s*[2-9]/
+             || $src =~ /scalar\(\$t->worker_pids\)\s*,\s*[2-9]/)
+    {
+        $reason = 'needs two or more worker processes: single-process mode '
+                  . 'has one process';
+    } elsif (open my $sk, '<', "$ROOT/t/valgrind.skip") {
+        (my $base = $file) =~ s{^.*?(t/[^/]+\.t)$}{$1};
+        while (my $l = <$sk>) {
+            next if $l =~ /^\s*(#|$)/;
+            my ($name, $why) = $l =~ /^\s*(\S+)\s+(.*?)\s*$/ or next;
+            if ($name eq $base) { $reason = $why; last }
+        }
+        close $sk;
+    }
+    Test::More::plan(skip_all => "under valgrind: $reason") if $reason;
 }
 
 ###########################################################################
@@ -1168,6 +1392,88 @@ sub header {
     my @o = @{ $self->{order} };
     return undef unless @o;
     return join '; ', map { "$_=$self->{c}{$_}{value}" } @o;
+}
+
+###########################################################################
+# complete configurations: the examples and the demo (t/70, t/80)
+
+package FlashsaleTest;
+
+# Write DIR/nginx.conf from a complete configuration (not an http-block
+# template) and remember its listen ports, so that start_nginx waits for
+# them. workers => N is how many workers start_nginx waits for (default:
+# the configuration's numeric worker_processes, else the harness's).
+sub write_raw_conf {
+    my ($self, $conf, %o) = @_;
+    $o{workers} //= $1 if $conf =~ /^\s*worker_processes\s+(\d+)\s*;/m;
+    $self->{template} = undef;
+    $self->{conf_opts} = \%o;
+    $self->write_file('nginx.conf', $conf);
+    $self->{listen_ports} = [ _listen_ports($conf) ];
+    return $conf;
+}
+
+sub run_nginx_raw {
+    my ($self, $conf, %o) = @_;
+    $self->write_raw_conf($conf, %o);
+    return $self->start_nginx;
+}
+
+# The checks of finish (error.log, keys, 5xx, sanitizer) for one more
+# instance of a test that has several, without ending the test.
+sub finish_instance {
+    my ($self, %o) = @_;
+    no warnings 'redefine';
+    local *Test::More::done_testing = sub { 1 };
+    $self->finish(%o);
+}
+
+# examples/demo.conf rendered the way scripts/demo.sh renders it, for this
+# test's directory: @MODULE@ the module under test, @DEMO_DIR@ the test dir
+# (pid, logs, DIR/tmp/*, the key file DIR/flashsale.keys, written here from
+# this test's keys), @EXAMPLES@ the repository's examples/, @REDIS_PORT@ the
+# harness's Redis port, @USER@ "user root;" when running as root and nobody
+# cannot read the store. The front's 127.0.0.1:8080 becomes %%PORT%% and the
+# store's 127.0.0.1:8081 %%PORT2%% (port(1) and port(2)), unless
+# keep_ports => 1.
+sub demo_conf {
+    my ($self, %o) = @_;
+    my $tpl = $self->read_file("$ROOT/examples/demo.conf")
+        // die "read $ROOT/examples/demo.conf: $!";
+    my $d = $self->{dir};
+
+    # demo.sh: sed -e '1,/^load_module/{/^#/d;/^$/d}'
+    my @lines = split /(?<=\n)/, $tpl;
+    my ($out, $head) = ('', 1);
+    for my $l (@lines) {
+        if ($head) {
+            $head = 0 if $l =~ /^load_module/;
+            next if $l =~ /^#/ || $l =~ /^\n?\z/;
+        }
+        $out .= $l;
+    }
+
+    my $user = '';
+    if ($> == 0 && system('runuser', '-u', 'nobody', '--', 'test', '-r',
+                          "$ROOT/examples/demo/store/index.html") != 0) {
+        $user = "user root;  # demo.sh: nobody cannot read $ROOT";
+    }
+
+    make_path("$d/tmp");
+    $self->key;    # writes a random key unless the test wrote its own
+    $self->write_file('flashsale.keys',
+                      join('', map { "$_\n" } @{ $self->{keys} }), 0600);
+
+    $out =~ s/\@MODULE\@/$MODULE/g;
+    $out =~ s/\@DEMO_DIR\@/$d/g;
+    $out =~ s/\@EXAMPLES\@/$ROOT\/examples/g;
+    $out =~ s/\@REDIS_PORT\@/$self->redis_port/ge;
+    $out =~ s/\@USER\@/$user/g;
+    unless ($o{keep_ports}) {
+        $out =~ s/127\.0\.0\.1:8080\b/'127.0.0.1:' . $self->port(1)/ge;
+        $out =~ s/127\.0\.0\.1:8081\b/'127.0.0.1:' . $self->port(2)/ge;
+    }
+    return "# Rendered by t/lib/FlashsaleTest.pm from examples/demo.conf\n\n$out";
 }
 
 1;
