@@ -56,11 +56,15 @@ static ngx_str_t  ngx_http_flashsale_page_names[] = {
 "border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.12)}\n"                  \
 "h1{font-size:1.5rem;margin:0 0 1rem}\n"                                      \
 ".big{font-size:2.5rem;font-weight:700;margin:0}\n"                           \
-"dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem}\n"           \
+"dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem;"             \
+"align-items:baseline}\n"                                                      \
 "dt{color:#4a4a55}dd{margin:0;font-weight:600}\n"                             \
 "small{color:#4a4a55}\n"                                                      \
 "label{display:block;margin-top:1rem;color:#4a4a55}\n"                        \
 "progress{width:100%;height:1rem;accent-color:#3a5bd9}\n"                     \
+"a{color:#2743b8}\n"                                                          \
+"@media (max-width:36rem){main{margin:0;border-radius:0;box-shadow:none;"     \
+"min-height:100vh;box-sizing:border-box;padding:1.5rem}}\n"                   \
 "</style>\n</head>\n<body>\n<main>\n"
 
 static char  ngx_http_flashsale_builtin_waiting[] =
@@ -90,9 +94,10 @@ static char  ngx_http_flashsale_builtin_sold_out[] =
     "<title>Sold out</title>\n"
     NGX_HTTP_FLASHSALE_PAGE_STYLE
     "<h1>Sold out</h1>\n"
-    "<p>Sorry, everything in this sale has been reserved. Items held in "
-    "other shoppers' carts come back if they are not bought, so it may be "
-    "worth checking again later.</p>\n"
+    "<p>Sorry, this item has just sold out: every one left is in a "
+    "shopper's cart. Items held in carts come back if they are not "
+    "bought, so it may be worth trying again in a few minutes.</p>\n"
+    "<p><a href=\"/\">Back to the store</a></p>\n"
     "</main>\n</body>\n</html>\n";
 
 static char  ngx_http_flashsale_builtin_retry[] =
