@@ -1114,8 +1114,8 @@ ngx_http_flashsale_latch_clear(ngx_http_flashsale_zone_t *zone,
 
 
 /*
- * Who holds what, as a Bloom filter of (visitor, SKU) in the zone: fixed
- * size, no lock (atomic OR), never cleared.  A false positive only costs
+ * Who holds what, as a Bloom filter of (visitor, SKU) in the zone: sized
+ * with the zone, no lock (atomic OR), never cleared.  A false positive only costs
  * a Redis call; once it fills up every latched request goes to Redis,
  * which is correct, only slower.
  */
@@ -1148,7 +1148,7 @@ ngx_http_flashsale_holders_add(ngx_http_flashsale_zone_t *zone,
     ngx_http_flashsale_holders_hash(visitor, sku, h);
 
     for (i = 0; i < 2; i++) {
-        bit = h[i] % NGX_HTTP_FLASHSALE_HOLDERS_BITS;
+        bit = h[i] & zone->sh->holders_mask;
         (void) __sync_fetch_and_or(&zone->sh->holders[bit / 32],
                                    (uint32_t) 1 << (bit % 32));
     }
@@ -1165,7 +1165,7 @@ ngx_http_flashsale_holders_test(ngx_http_flashsale_zone_t *zone,
     ngx_http_flashsale_holders_hash(visitor, sku, h);
 
     for (i = 0; i < 2; i++) {
-        bit = h[i] % NGX_HTTP_FLASHSALE_HOLDERS_BITS;
+        bit = h[i] & zone->sh->holders_mask;
 
         if (!(zone->sh->holders[bit / 32] & ((uint32_t) 1 << (bit % 32)))) {
             return 0;

@@ -20,7 +20,7 @@ ngx_http_flashsale_room_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_flashsale_zone_t  *ozone = data;
 
-    size_t                      len;
+    size_t                      len, size;
     ngx_http_flashsale_zone_t  *zone;
 
     zone = shm_zone->data;
@@ -49,6 +49,20 @@ ngx_http_flashsale_room_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_memzero(zone->sh, sizeof(ngx_http_flashsale_sh_t));
 
     ngx_http_flashsale_latch_init(zone);
+
+    /* sized with the zone: a big sale has many holders to tell apart */
+    for (size = 4096;
+         size * 2 <= shm_zone->shm.size / 8
+         && size * 2 <= NGX_HTTP_FLASHSALE_HOLDERS_MAX;
+         size *= 2)
+    { /* void */ }
+
+    zone->sh->holders = ngx_slab_calloc(zone->shpool, size);
+    if (zone->sh->holders == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->sh->holders_mask = (uint32_t) (size * 8 - 1);
 
     zone->sh->breaker.state = NGX_HTTP_FLASHSALE_BREAKER_CLOSED;
     zone->sh->last = ngx_current_msec;

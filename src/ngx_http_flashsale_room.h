@@ -29,8 +29,9 @@
 #define NGX_HTTP_FLASHSALE_SAMPLES          60
 #define NGX_HTTP_FLASHSALE_SAMPLE_EVERY     5
 
-/* who may hold stock: a Bloom filter that lets holders past the latch */
-#define NGX_HTTP_FLASHSALE_HOLDERS_BITS     65536
+/* who may hold stock: a Bloom filter that lets holders past the latch,
+ * an eighth of the zone (a power of two, at most 2 MB) */
+#define NGX_HTTP_FLASHSALE_HOLDERS_MAX      (2 * 1024 * 1024)
 
 
 typedef struct {
@@ -59,7 +60,8 @@ typedef struct {
     time_t                        nomem_logged;
     ngx_uint_t                    sample_next;
     ngx_http_flashsale_sample_t   samples[NGX_HTTP_FLASHSALE_SAMPLES];
-    volatile uint32_t             holders[NGX_HTTP_FLASHSALE_HOLDERS_BITS / 32];
+    volatile uint32_t            *holders;
+    uint32_t                      holders_mask;  /* bits - 1 */
 } ngx_http_flashsale_sh_t;
 
 
