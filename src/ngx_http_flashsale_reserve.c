@@ -1115,9 +1115,9 @@ ngx_http_flashsale_latch_clear(ngx_http_flashsale_zone_t *zone,
 
 /*
  * Who holds what, as a Bloom filter of (visitor, SKU) in the zone: sized
- * with the zone, no lock (atomic OR), never cleared.  A false positive only costs
- * a Redis call; once it fills up every latched request goes to Redis,
- * which is correct, only slower.
+ * with the zone, no lock (atomic OR), never cleared.  A false positive
+ * only costs a Redis call; once it fills up every latched request goes
+ * to Redis, which is correct, only slower.
  */
 
 static void

@@ -84,7 +84,16 @@ is($r->body, $CONTENT, 'a Bearer pass wins over a garbage cookie');
 $r = $t->get('/drop/item.html', Cookie => "a=b; flashsale=$pass; c=d");
 is($r->body, $CONTENT, 'the pass is found among other cookies');
 
-is($t->status->{z}{tickets_issued}, 2, 'passes cost no new tickets');
+$r = $t->get('/drop/item.html', Cookie => "xflashsale=junk;flashsale=$pass ");
+is($r->body, $CONTENT, 'a cookie whose name ends in ours is skipped; no space after ";" and a trailing space are fine');
+
+$r = $t->get_json('/drop/item.html', Cookie => "flashsalex=$pass; myflashsale=$pass");
+is($r->status, 429, 'cookies whose names only contain ours are not ours');
+
+$r = $t->get_json('/drop/item.html', Cookie => "a=flashsale=$pass");
+is($r->status, 429, 'our name inside another cookie\'s value is not our cookie');
+
+is($t->status->{z}{tickets_issued}, 4, 'passes cost no new tickets (the two refused cookies above took one each)');
 is($t->status->{z}{admitted}, 1, 'and are not counted as new admissions');
 
 # A ticket is not a pass
