@@ -16,6 +16,9 @@
 /* a connection this far behind is not given more work */
 #define NGX_HTTP_FLASHSALE_REDIS_INFLIGHT_MAX 1024
 
+/* in flight on a connection before another one is opened */
+#define NGX_HTTP_FLASHSALE_REDIS_BATCH        8
+
 #define NGX_HTTP_FLASHSALE_REDIS_BACKOFF_MIN  100
 #define NGX_HTTP_FLASHSALE_REDIS_BACKOFF_MAX  2000
 
@@ -363,7 +366,7 @@ static ngx_http_flashsale_redis_conn_t *
 ngx_http_flashsale_redis_pick(ngx_http_flashsale_redis_t *redis)
 {
     ngx_uint_t                        i, n;
-    ngx_http_flashsale_redis_conn_t  *cn;
+    ngx_http_flashsale_redis_conn_t  *cn, *best;
 
     if (redis->conns == NULL) {
         redis->conns = ngx_pcalloc(ngx_cycle->pool, redis->pool
@@ -380,20 +383,38 @@ ngx_http_flashsale_redis_pick(ngx_http_flashsale_redis_t *redis)
         ngx_queue_init(&redis->free);
     }
 
+    /*
+     * The open connection with the least in flight takes the command
+     * while it has fewer than BATCH: commands of one event loop turn
+     * then share a write and Redis reads them in one go.  Another
+     * connection is opened only when every open one is that busy.
+     */
+    best = NULL;
+
+    for (i = 0; i < redis->pool; i++) {
+        cn = &redis->conns[i];
+
+        if (cn->state != NGX_HTTP_FLASHSALE_REDIS_CLOSED
+            && (best == NULL || cn->ninflight < best->ninflight))
+        {
+            best = cn;
+        }
+    }
+
+    if (best && best->ninflight < NGX_HTTP_FLASHSALE_REDIS_BATCH) {
+        return best;
+    }
+
     for (n = 0; n < redis->pool; n++) {
         i = redis->next++ % redis->pool;
         cn = &redis->conns[i];
 
         if (cn->state != NGX_HTTP_FLASHSALE_REDIS_CLOSED) {
-            if (cn->ninflight < NGX_HTTP_FLASHSALE_REDIS_INFLIGHT_MAX) {
-                return cn;
-            }
-
             continue;
         }
 
         if (ngx_exiting || ngx_terminate) {
-            continue;
+            break;
         }
 
         /* a failed connection is tried again only after its backoff */
@@ -406,6 +427,10 @@ ngx_http_flashsale_redis_pick(ngx_http_flashsale_redis_t *redis)
         if (ngx_http_flashsale_redis_connect(cn) == NGX_OK) {
             return cn;
         }
+    }
+
+    if (best && best->ninflight < NGX_HTTP_FLASHSALE_REDIS_INFLIGHT_MAX) {
+        return best;
     }
 
     /*
