@@ -1080,8 +1080,9 @@ ngx_http_flashsale_parse_rate(ngx_str_t *value, ngx_uint_t *rate)
         return NGX_ERROR;
     }
 
-    /* millionths per second: see ngx_http_flashsale_room.h */
-    *rate = (ngx_uint_t) n * NGX_HTTP_FLASHSALE_RATE_ONE / scale;
+    /* millionths per second, rounded to the nearest so that 1r/m is
+     * not a hair slow (60.003 s, an ETA of 61): see room.h */
+    *rate = ((ngx_uint_t) n * NGX_HTTP_FLASHSALE_RATE_ONE + scale / 2) / scale;
 
     return NGX_OK;
 }

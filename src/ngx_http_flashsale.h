@@ -61,6 +61,7 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                   keys;       /* of ngx_str_t; [0] signs */
+    ngx_array_t                   macs;       /* of EVP_MAC_CTX *, keyed */
     ngx_str_t                     file;
     ngx_uint_t                    generation; /* one per load of a file */
 } ngx_http_flashsale_keys_t;
