@@ -32,6 +32,7 @@ static void ngx_http_flashsale_ctx_cleanup(void *data);
 static ngx_int_t ngx_http_flashsale_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
+static ngx_int_t ngx_http_flashsale_init_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_flashsale_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_flashsale_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_flashsale_create_main_conf(ngx_conf_t *cf);
@@ -178,7 +179,7 @@ ngx_module_t  ngx_http_flashsale_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_flashsale_init_process,       /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -487,6 +488,23 @@ ngx_http_flashsale_variable(ngx_http_request_t *r,
     v->len = p - v->data;
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_flashsale_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_flashsale_main_conf_t  *fmcf;
+
+    fmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_flashsale_module);
+
+    /* a worker of an nginx that holds no sale keeps no cache */
+    if (fmcf == NULL || fmcf->zones.nelts == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_flashsale_token_init_process(cycle);
 }
 
 

@@ -388,6 +388,30 @@ ngx_http_flashsale_token_cookie(ngx_http_request_t *r,
 }
 
 
+ngx_int_t
+ngx_http_flashsale_token_init_process(ngx_cycle_t *cycle)
+{
+    size_t  size;
+
+    size = NGX_HTTP_FLASHSALE_CACHE_SETS * NGX_HTTP_FLASHSALE_CACHE_WAYS
+           * sizeof(ngx_http_flashsale_token_cached_t);
+
+    /*
+     * Once per worker, for its life, and not from a pool a reload frees.
+     * Written through now, so the worker's memory does not creep up
+     * during the sale as the cache fills.
+     */
+    ngx_http_flashsale_token_cache = ngx_alloc(size, cycle->log);
+    if (ngx_http_flashsale_token_cache == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(ngx_http_flashsale_token_cache, size);
+
+    return NGX_OK;
+}
+
+
 void
 ngx_http_flashsale_visitor_new(u_char *buf)
 {
@@ -627,15 +651,7 @@ ngx_http_flashsale_token_cached(u_char *sig,
     *victim = NULL;
 
     if (ngx_http_flashsale_token_cache == NULL) {
-        /* once per worker, for its life: not from a pool a reload frees */
-        ngx_http_flashsale_token_cache = ngx_calloc(
-                                NGX_HTTP_FLASHSALE_CACHE_SETS
-                                * NGX_HTTP_FLASHSALE_CACHE_WAYS
-                                * sizeof(ngx_http_flashsale_token_cached_t),
-                                ngx_cycle->log);
-        if (ngx_http_flashsale_token_cache == NULL) {
-            return NULL;
-        }
+        return NULL;
     }
 
     /* an HMAC in base64: its first characters are as good as a hash,

@@ -47,6 +47,7 @@ ngx_int_t ngx_http_flashsale_token_cookie(ngx_http_request_t *r,
     ngx_http_flashsale_cookie_t *cookie, ngx_str_t *token, time_t max_age,
     ngx_str_t *value);
 void ngx_http_flashsale_visitor_new(u_char *buf);
+ngx_int_t ngx_http_flashsale_token_init_process(ngx_cycle_t *cycle);
 
 
 #endif /* _NGX_HTTP_FLASHSALE_TOKEN_H_INCLUDED_ */
