@@ -449,7 +449,8 @@ ngx_http_flashsale_page_render(ngx_http_request_t *r,
         if (part[i].var == NGX_HTTP_FLASHSALE_VAR_TEXT) {
             p = ngx_cpymem(p, part[i].text.data, part[i].text.len);
 
-        } else {
+        } else if (v->values[part[i].var].len) {
+            /* a placeholder a page does not fill is empty, data NULL */
             p = ngx_cpymem(p, v->values[part[i].var].data,
                            v->values[part[i].var].len);
         }
@@ -704,13 +705,14 @@ ngx_http_flashsale_page_error(ngx_http_request_t *r, ngx_uint_t status,
                                             &body, 0, 0);
     }
 
+    /* the message is written up to three times: title, heading, text */
     body.data = ngx_pnalloc(r->pool,
                             sizeof(NGX_HTTP_FLASHSALE_PAGE_HEAD) - 1
                             + sizeof("<title></title>\n") - 1
                             + sizeof(NGX_HTTP_FLASHSALE_PAGE_STYLE) - 1
                             + sizeof("<h1></h1>\n<p>: </p>\n"
                                      "</main>\n</body>\n</html>\n")
-                            + 2 * len);
+                            + 3 * len);
     if (body.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -17,6 +17,9 @@
 /* expired holds given back per call: bounded so no call runs long */
 #define NGX_HTTP_FLASHSALE_RECLAIM_BATCH  "100"
 
+/* the largest number the script's answers are taken to hold: 2^53 */
+#define NGX_HTTP_FLASHSALE_INT_MAX        9007199254740992LL
+
 /* how long a shopper is asked to wait when Redis failed */
 #define NGX_HTTP_FLASHSALE_REDIS_RETRY    2
 
@@ -621,7 +624,12 @@ ngx_http_flashsale_reserve_result(ngx_log_t *log,
             continue;
         }
 
-        if (reply->element[i]->type != REDIS_REPLY_INTEGER) {
+        /* stock, quantities and milliseconds: far from either end, so
+         * printing and arithmetic on them cannot overflow */
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER
+            || reply->element[i]->integer < -NGX_HTTP_FLASHSALE_INT_MAX
+            || reply->element[i]->integer > NGX_HTTP_FLASHSALE_INT_MAX)
+        {
             (void) ngx_atomic_fetch_add(&st->redis_errors, 1);
             return NGX_ERROR;
         }

@@ -331,8 +331,8 @@ ngx_http_flashsale_room_handler(ngx_http_request_t *r,
 
     /* a ticket from before this zone existed numbers another queue */
     if (rc == NGX_OK
-        && claims.iat + NGX_HTTP_FLASHSALE_LEEWAY
-           >= ngx_http_flashsale_room_started(zone))
+        && claims.iat >= ngx_http_flashsale_room_started(zone)
+                         - NGX_HTTP_FLASHSALE_LEEWAY)
     {
         e.ticket = claims.ticket;
 

@@ -566,7 +566,7 @@ ngx_http_flashsale_token_check(ngx_http_request_t *r,
     c = ngx_http_flashsale_token_cached(sig.data, &victim);
 
     if (c && c->generation == keys->generation && c->zone == zone->data) {
-        if (c->exp + NGX_HTTP_FLASHSALE_LEEWAY <= ngx_time()) {
+        if (c->exp <= ngx_time() - NGX_HTTP_FLASHSALE_LEEWAY) {
             return "expired";
         }
 
@@ -745,7 +745,8 @@ ngx_http_flashsale_token_claims(jwt_t *jwt, ngx_str_t *zone,
         return "no integer exp";
     }
 
-    if (exp + NGX_HTTP_FLASHSALE_LEEWAY <= now) {
+    /* written so that an exp near LONG_MAX cannot overflow */
+    if (exp <= now - NGX_HTTP_FLASHSALE_LEEWAY) {
         return "expired";
     }
 
