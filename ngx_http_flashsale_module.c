@@ -33,6 +33,7 @@ static ngx_int_t ngx_http_flashsale_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 static ngx_int_t ngx_http_flashsale_init_process(ngx_cycle_t *cycle);
+static void ngx_http_flashsale_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_flashsale_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_flashsale_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_flashsale_create_main_conf(ngx_conf_t *cf);
@@ -182,7 +183,7 @@ ngx_module_t  ngx_http_flashsale_module = {
     ngx_http_flashsale_init_process,       /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_flashsale_exit_process,       /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -505,6 +506,31 @@ ngx_http_flashsale_init_process(ngx_cycle_t *cycle)
     }
 
     return ngx_http_flashsale_token_init_process(cycle);
+}
+
+
+static void
+ngx_http_flashsale_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                        i;
+    ngx_http_flashsale_redis_t      **redis;
+    ngx_http_flashsale_main_conf_t   *fmcf;
+
+    /* what a worker allocated for its life, given back so that nothing
+     * is left open or lost when it exits */
+    ngx_http_flashsale_token_exit_process();
+
+    fmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_flashsale_module);
+    if (fmcf == NULL) {
+        return;
+    }
+
+    redis = fmcf->redis.elts;
+
+    for (i = 0; i < fmcf->redis.nelts; i++) {
+        ngx_http_flashsale_redis_exit_process(redis[i]);
+    }
 }
 
 

@@ -881,6 +881,14 @@ ngx_http_flashsale_redis_read_handler(ngx_event_t *rev)
         }
     }
 
+    /* a worker shutting down closed its idle connections once, at the
+     * start; one that falls idle later is closed here, or the worker
+     * would exit with its socket open */
+    if (cn->ninflight == 0 && (ngx_exiting || ngx_terminate)) {
+        ngx_http_flashsale_redis_close(cn, NGX_HTTP_FLASHSALE_REDIS_ERROR);
+        return;
+    }
+
     ngx_http_flashsale_redis_timer(cn);
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
@@ -1071,6 +1079,58 @@ ngx_http_flashsale_redis_close(ngx_http_flashsale_redis_conn_t *cn,
         }
 
         ngx_http_flashsale_redis_cmd_free(cn->redis, cmd);
+    }
+}
+
+
+void
+ngx_http_flashsale_redis_exit_process(ngx_http_flashsale_redis_t *redis)
+{
+    ngx_uint_t                        i;
+    ngx_queue_t                      *q;
+    ngx_http_flashsale_redis_cmd_t   *cmd;
+    ngx_http_flashsale_redis_conn_t  *cn;
+
+    if (redis->conns == NULL) {
+        return;
+    }
+
+    /* no request is left to answer: commands are dropped, not failed */
+    for (i = 0; i < redis->pool; i++) {
+        cn = &redis->conns[i];
+
+        while (!ngx_queue_empty(&cn->inflight)) {
+            q = ngx_queue_head(&cn->inflight);
+            ngx_queue_remove(q);
+            cmd = ngx_queue_data(q, ngx_http_flashsale_redis_cmd_t, queue);
+            ngx_http_flashsale_redis_cmd_free(redis, cmd);
+        }
+
+        cn->ninflight = 0;
+
+        if (cn->peer.connection) {
+            ngx_close_connection(cn->peer.connection);
+            cn->peer.connection = NULL;
+        }
+
+        if (cn->reader) {
+            redisReaderFree(cn->reader);
+            cn->reader = NULL;
+        }
+
+        if (cn->out) {
+            ngx_free(cn->out);
+            cn->out = NULL;
+            cn->out_size = 0;
+        }
+
+        cn->state = NGX_HTTP_FLASHSALE_REDIS_CLOSED;
+    }
+
+    while (!ngx_queue_empty(&redis->free)) {
+        q = ngx_queue_head(&redis->free);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_flashsale_redis_cmd_t, queue));
     }
 }
 

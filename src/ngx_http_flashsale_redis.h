@@ -51,6 +51,7 @@ ngx_int_t ngx_http_flashsale_redis_add_script(
     ngx_http_flashsale_redis_t *redis,
     ngx_http_flashsale_redis_script_t *script);
 void ngx_http_flashsale_redis_detach(ngx_http_flashsale_redis_cmd_t *cmd);
+void ngx_http_flashsale_redis_exit_process(ngx_http_flashsale_redis_t *redis);
 ngx_uint_t ngx_http_flashsale_redis_noscript(redisReply *reply);
 
 

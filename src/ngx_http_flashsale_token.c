@@ -413,6 +413,16 @@ ngx_http_flashsale_token_init_process(ngx_cycle_t *cycle)
 
 
 void
+ngx_http_flashsale_token_exit_process(void)
+{
+    if (ngx_http_flashsale_token_cache) {
+        ngx_free(ngx_http_flashsale_token_cache);
+        ngx_http_flashsale_token_cache = NULL;
+    }
+}
+
+
+void
 ngx_http_flashsale_visitor_new(u_char *buf)
 {
     u_char      rnd[NGX_HTTP_FLASHSALE_VISITOR_LEN / 2];

@@ -48,6 +48,7 @@ ngx_int_t ngx_http_flashsale_token_cookie(ngx_http_request_t *r,
     ngx_str_t *value);
 void ngx_http_flashsale_visitor_new(u_char *buf);
 ngx_int_t ngx_http_flashsale_token_init_process(ngx_cycle_t *cycle);
+void ngx_http_flashsale_token_exit_process(void);
 
 
 #endif /* _NGX_HTTP_FLASHSALE_TOKEN_H_INCLUDED_ */
