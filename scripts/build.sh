@@ -3,10 +3,12 @@
 #
 #   scripts/build.sh            normal build (nginx's -W -Wall -Werror, plus -Wextra)
 #   SANITIZE=address scripts/build.sh
-#                               AddressSanitizer build in its own tree
-#                               (build/nginx-src-asan); the .so needs libasan
-#                               preloaded into nginx: t/lib/FlashsaleTest.pm does
-#                               that when FLASHSALE_ASAN=1 (or SANITIZE=address).
+#                               AddressSanitizer + UndefinedBehaviorSanitizer
+#                               build in its own tree (build/nginx-src-asan) ->
+#                               build/ngx_http_flashsale_module-asan.so; the .so
+#                               needs libasan and libubsan preloaded into nginx:
+#                               t/lib/FlashsaleTest.pm does that when
+#                               FLASHSALE_ASAN=1 (or SANITIZE=address).
 #
 # The nginx source tree is copied once from /usr/share/nginx/src (nginx-dev)
 # and ./configure is re-run only when the repo's `config`, the flags, or the
@@ -30,8 +32,13 @@ SUFFIX=""
 case "$SANITIZE" in
     "") ;;
     address)
-        CC_OPT="$CC_OPT -fsanitize=address -fno-omit-frame-pointer -O1 -g"
-        LD_OPT="-fsanitize=address"
+        # AddressSanitizer + UndefinedBehaviorSanitizer (gcc's runtimes,
+        # preloaded into Debian's nginx by t/lib/FlashsaleTest.pm); any
+        # undefined behaviour aborts the process instead of going on
+        CC_OPT="$CC_OPT -fsanitize=address,undefined"
+        CC_OPT="$CC_OPT -fno-sanitize-recover=undefined"
+        CC_OPT="$CC_OPT -fno-omit-frame-pointer -O1 -g"
+        LD_OPT="-fsanitize=address,undefined"
         SUFFIX="-asan"
         ;;
     *)
@@ -88,3 +95,10 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cp "$NGX_SRC/objs/$MODULE.so" "$BUILD/$MODULE$SUFFIX.so.tmp"
 mv "$BUILD/$MODULE$SUFFIX.so.tmp" "$BUILD/$MODULE$SUFFIX.so"
 echo "build: $BUILD/$MODULE$SUFFIX.so" >&2
+
+# UBSan's options for nginx workers (see scripts/san-options.c)
+if [ "$SANITIZE" = address ]; then
+    gcc -shared -fPIC -O2 -Wall -Werror -o "$BUILD/san-options.so.tmp" \
+        "$ROOT/scripts/san-options.c"
+    mv "$BUILD/san-options.so.tmp" "$BUILD/san-options.so"
+fi

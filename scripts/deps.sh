@@ -10,6 +10,12 @@
 #                                nginx, libjwt0, libhiredis0.14, curl
 #                                                              (Dockerfile, final stage)
 #
+#   scripts/deps.sh --valgrind   valgrind, for make valgrind
+#   scripts/deps.sh --fuzz       clang and its libFuzzer runtime, dpkg-dev, and
+#                                a deb-src entry for Debian's nginx source
+#                                package (make fuzz, make fuzz-regress,
+#                                make test-asan-nginx; not make test)
+#
 #   --check   install nothing: name what is missing and exit 1 if anything is
 #             (t/70-examples.t runs "--build --check" and "--runtime --check",
 #             so CI exercises the modes the Dockerfile uses)
@@ -29,6 +35,11 @@ RUNTIME_PACKAGES=(
     nginx libjwt0 libhiredis0.14 curl
 )
 
+# make valgrind; make fuzz (scripts/fuzz.sh builds nginx from the source
+# package, whose .orig tarball apt-get source fetches)
+VALGRIND_PACKAGES=( valgrind )
+FUZZ_PACKAGES=( clang libclang-rt-14-dev dpkg-dev )
+
 # The tests and the demo: perl runs them, redis-server is started by the
 # harness, wrk loads it, Chromium (driven by playwright-core from npm) runs
 # t/80-browser.t.
@@ -38,7 +49,7 @@ TEST_PACKAGES=(
 )
 
 usage() {
-    echo "usage: $0 [--build | --runtime] [--check | --list]" >&2
+    echo "usage: $0 [--build | --runtime | --valgrind | --fuzz] [--check | --list]" >&2
     exit 2
 }
 
@@ -48,6 +59,8 @@ for arg in "$@"; do
     case "$arg" in
         --build)   set_name=build ;;
         --runtime) set_name=runtime ;;
+        --valgrind) set_name=valgrind ;;
+        --fuzz)    set_name=fuzz ;;
         --check)   action=check ;;
         --list)    action=list ;;
         -h|--help) usage ;;
@@ -58,6 +71,8 @@ done
 case "$set_name" in
     build)   PACKAGES=("${BUILD_PACKAGES[@]}") ;;
     runtime) PACKAGES=("${RUNTIME_PACKAGES[@]}") ;;
+    valgrind) PACKAGES=("${VALGRIND_PACKAGES[@]}") ;;
+    fuzz)    PACKAGES=("${BUILD_PACKAGES[@]}" "${FUZZ_PACKAGES[@]}") ;;
     all)
         PACKAGES=("${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
         # Node.js and npm for the browser test.  A Node.js that is already
@@ -88,6 +103,11 @@ if [ "$action" = list ]; then
     exit 0
 fi
 
+SUDO_CMD=
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO_CMD=sudo
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
     status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
@@ -103,6 +123,27 @@ if [ "$action" = check ]; then
     fi
     echo "deps: all $set_name packages are installed: ${PACKAGES[*]}"
     exit 0
+fi
+
+# make fuzz builds nginx itself: nginx-dev has the headers only, so the
+# whole source comes from Debian's source package, which needs a deb-src
+# entry (the same archives as the deb entries)
+if [ "$set_name" = fuzz ] && ! apt-cache showsrc nginx 2>/dev/null | grep -q '^Package: nginx'; then
+    src_list=/etc/apt/sources.list.d/flashsale-deb-src.sources
+    if [ ! -f "$src_list" ]; then
+        echo "deps: adding deb-src entries ($src_list) for nginx's source package" >&2
+        for f in /etc/apt/sources.list.d/*.sources; do
+            [ -f "$f" ] && [ "$f" != "$src_list" ] || continue
+            sed -n 's/^Types: *deb$/Types: deb-src/; /^Types: deb-src/,/^$/p' "$f"
+            echo
+        done | ${SUDO_CMD:-} tee "$src_list" > /dev/null
+        if [ ! -s "$src_list" ] && [ -f /etc/apt/sources.list ]; then
+            grep '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /' \
+                | ${SUDO_CMD:-} tee /etc/apt/sources.list.d/flashsale-deb-src.list > /dev/null
+            rm -f "$src_list"
+        fi
+    fi
+    ${SUDO_CMD:-} apt-get update -qq
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -1,0 +1,372 @@
+
+/*
+ * Tickets and passes as they arrive: the Authorization header and the
+ * Cookie headers of a request, through ngx_http_flashsale_token_read()
+ * (bearer extraction, cookie parsing, JWT shape, signature, libjwt decode,
+ * claim checks, the per-worker cache of verified tokens).
+ *
+ * Input: one mode byte, then
+ *   mode % 4 == 0  raw header values: "Authorization\n" then Cookie lines
+ *   mode % 4 == 1  "header JSON\npayload JSON": signed with a configured
+ *                  key (bit 2 picks which), so the claim checks run
+ *   mode % 4 == 2  "payload JSON": a {"alg":"HS256","typ":"JWT"} header
+ *   mode % 4 == 3  as 2, then the same request again: the answer from the
+ *                  cache must be the answer of the full check
+ * Bit 3 sends a signed token as a bearer token instead of the cookie,
+ * bit 4 adds noise around it, bit 5 sets a second zone name.
+ *
+ * Every accepted token must give a visitor of 1..64 [A-Za-z0-9_-] and a
+ * ticket >= 1; a token issued again from those claims must read back to
+ * the same claims.
+ */
+
+
+#include "fuzz_common.h"
+#include "ngx_http_flashsale_token.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+
+static ngx_http_flashsale_keys_t       fz_keys;
+static ngx_http_flashsale_cookie_t     fz_cookie;
+static ngx_http_flashsale_loc_conf_t   fz_lcf;
+static ngx_str_t                       fz_zones[2] = {
+    ngx_string("z"), ngx_string("drop")
+};
+
+static u_char  fz_key0[] = "0123456789abcdef0123456789abcdef-fuzz-key-0";
+static u_char  fz_key1[] = "another key of at least thirty-two bytes: 1";
+
+
+/* the keys as "flashsale_secret_file" loads them, through the module's
+ * own loader (it keys an HMAC context per key, and so on) */
+static void
+fz_token_init(void)
+{
+    int                 fd;
+    char                path[] = "/tmp/fuzz-token-keys-XXXXXX";
+    ngx_conf_t         *cf;
+    static ngx_uint_t   done;
+
+    fz_init();
+
+    if (done) {
+        return;
+    }
+
+    done = 1;
+
+    fd = mkstemp(path);
+    if (fd == -1
+        || write(fd, fz_key0, sizeof(fz_key0) - 1) != sizeof(fz_key0) - 1
+        || write(fd, "\n# a comment\n", 14) != 14
+        || write(fd, fz_key1, sizeof(fz_key1) - 1) != sizeof(fz_key1) - 1
+        || write(fd, "\n", 1) != 1
+        || close(fd) != 0)
+    {
+        abort();
+    }
+
+    cf = fz_conf(fz_cycle.pool);
+
+    fz_keys.file.len = ngx_strlen(path);
+    fz_keys.file.data = ngx_pnalloc(fz_cycle.pool, fz_keys.file.len + 1);
+    if (fz_keys.file.data == NULL) {
+        abort();
+    }
+
+    ngx_memcpy(fz_keys.file.data, path, fz_keys.file.len + 1);
+
+    if (ngx_http_flashsale_keys_load(cf, &fz_keys) != NGX_CONF_OK
+        || fz_keys.keys.nelts != 2)
+    {
+        fprintf(stderr, "the keys did not load\n");
+        abort();
+    }
+
+    unlink(path);
+
+    ngx_str_set(&fz_cookie.name, "flashsale");
+    ngx_str_set(&fz_cookie.attrs, "; Path=/; HttpOnly; SameSite=Lax");
+
+    fz_lcf.keys = &fz_keys;
+    fz_lcf.cookie = &fz_cookie;
+}
+
+
+static size_t
+fz_b64u(u_char *dst, const u_char *src, size_t len)
+{
+    ngx_str_t  d, s;
+
+    d.data = dst;
+    s.data = (u_char *) src;
+    s.len = len;
+
+    ngx_encode_base64url(&d, &s);
+
+    return d.len;
+}
+
+
+/* header.payload.signature, HS256 with key k */
+static ngx_str_t
+fz_sign(ngx_pool_t *pool, const u_char *hdr, size_t hlen, const u_char *pl,
+    size_t plen, ngx_str_t *k)
+{
+    u_char        *p, md[EVP_MAX_MD_SIZE];
+    ngx_str_t      t;
+    unsigned int   md_len;
+
+    t.data = ngx_pnalloc(pool, ngx_base64_encoded_length(hlen)
+                               + ngx_base64_encoded_length(plen)
+                               + ngx_base64_encoded_length(32) + 2);
+    if (t.data == NULL) {
+        abort();
+    }
+
+    p = t.data;
+    p += fz_b64u(p, hdr, hlen);
+    *p++ = '.';
+    p += fz_b64u(p, pl, plen);
+
+    if (HMAC(EVP_sha256(), k->data, (int) k->len, t.data, p - t.data, md,
+             &md_len)
+        == NULL)
+    {
+        abort();
+    }
+
+    *p++ = '.';
+    p += fz_b64u(p, md, md_len);
+
+    t.len = p - t.data;
+
+    return t;
+}
+
+
+static void
+fz_check_claims(ngx_http_flashsale_claims_t *c)
+{
+    size_t  i;
+    u_char  ch;
+
+    if (c->visitor.len == 0 || c->visitor.len > NGX_HTTP_FLASHSALE_VISITOR_MAX
+        || c->ticket < 1)
+    {
+        abort();
+    }
+
+    for (i = 0; i < c->visitor.len; i++) {
+        ch = c->visitor.data[i];
+
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z')
+              || (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_'))
+        {
+            abort();
+        }
+    }
+}
+
+
+static ngx_int_t
+fz_read(ngx_pool_t *pool, ngx_str_t *zone, ngx_table_elt_t *auth,
+    ngx_array_t *cookie_lines, ngx_http_flashsale_claims_t *claims,
+    u_char *visitor)
+{
+    ngx_uint_t           i;
+    ngx_table_elt_t    **ch, **lines;
+    ngx_http_request_t  *r;
+
+    r = fz_request(pool, &fz_lcf);
+
+    r->headers_in.authorization = auth;
+
+    lines = cookie_lines->elts;
+
+    for (i = 0; i < cookie_lines->nelts; i++) {
+        ch = ngx_array_push(&r->headers_in.cookies);
+        if (ch == NULL) {
+            abort();
+        }
+
+        *ch = lines[i];
+    }
+
+    ngx_memzero(claims, sizeof(ngx_http_flashsale_claims_t));
+
+    return ngx_http_flashsale_token_read(r, &fz_lcf, zone, claims, visitor);
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    u_char                       *p;
+    u_char                        visitor[NGX_HTTP_FLASHSALE_VISITOR_MAX];
+    u_char                        visitor2[NGX_HTTP_FLASHSALE_VISITOR_MAX];
+    size_t                        len, hlen;
+    ngx_int_t                     rc, rc2;
+    ngx_str_t                     token, *zone, *keys, cookie;
+    ngx_uint_t                    mode;
+    ngx_pool_t                   *pool;
+    fz_input_t                    in;
+    ngx_array_t                   lines;
+    const u_char                 *s, *hdr;
+    ngx_table_elt_t              *auth, **line;
+    ngx_http_request_t           *hr;
+    ngx_http_flashsale_claims_t   claims, claims2;
+
+    static u_char  std_hdr[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+
+    fz_token_init();
+
+    if (size == 0) {
+        return 0;
+    }
+
+    in.p = data;
+    in.last = data + size;
+    mode = fz_byte(&in);
+    zone = &fz_zones[(mode >> 5) & 1];
+
+    pool = ngx_create_pool(4096, &fz_log);
+    if (pool == NULL) {
+        abort();
+    }
+
+    /* headers live in a request of their own: fz_read() makes fresh ones */
+    hr = fz_request(pool, &fz_lcf);
+    auth = NULL;
+
+    if (ngx_array_init(&lines, pool, 2, sizeof(ngx_table_elt_t *)) != NGX_OK) {
+        abort();
+    }
+
+    if ((mode & 3) == 0) {
+        len = fz_until(&in, '\n', &s);
+        if (len || (mode & 0x40)) {
+            auth = fz_header(hr, "Authorization", s, len);
+        }
+
+        while (in.p < in.last) {
+            len = fz_until(&in, '\n', &s);
+            line = ngx_array_push(&lines);
+            if (line == NULL) {
+                abort();
+            }
+
+            *line = fz_header(hr, "Cookie", s, len);
+        }
+
+    } else {
+        if ((mode & 3) == 1) {
+            hlen = fz_until(&in, '\n', &hdr);
+
+        } else {
+            hdr = std_hdr;
+            hlen = sizeof(std_hdr) - 1;
+        }
+
+        keys = fz_keys.keys.elts;
+        token = fz_sign(pool, hdr, hlen, in.p, in.last - in.p,
+                        &keys[(mode >> 2) & 1]);
+
+        cookie.data = ngx_pnalloc(pool, token.len + 32);
+        if (cookie.data == NULL) {
+            abort();
+        }
+
+        if (mode & 0x10) {
+            /* the cookie among others, the bearer with extra spaces */
+            p = (mode & 8)
+                ? ngx_sprintf(cookie.data, "  Bearer   %V ", &token)
+                : ngx_sprintf(cookie.data, "a=b; flashsale=%V; c=\"d\"",
+                              &token);
+
+        } else {
+            p = (mode & 8) ? ngx_sprintf(cookie.data, "Bearer %V", &token)
+                           : ngx_sprintf(cookie.data, "flashsale=%V", &token);
+        }
+
+        cookie.len = p - cookie.data;
+
+        if (mode & 8) {
+            auth = fz_header(hr, "Authorization", cookie.data, cookie.len);
+
+        } else {
+            line = ngx_array_push(&lines);
+            if (line == NULL) {
+                abort();
+            }
+
+            *line = fz_header(hr, "Cookie", cookie.data, cookie.len);
+        }
+    }
+
+    rc = fz_read(pool, zone, auth, &lines, &claims, visitor);
+
+    if (rc == NGX_OK) {
+        fz_check_claims(&claims);
+
+        if ((mode & 3) == 3) {
+            /* the cache's answer is the full check's answer */
+            rc2 = fz_read(pool, zone, auth, &lines, &claims2, visitor2);
+
+            if (rc2 != NGX_OK
+                || claims2.ticket != claims.ticket
+                || claims2.start != claims.start
+                || claims2.iat != claims.iat
+                || claims2.exp != claims.exp
+                || claims2.admitted != claims.admitted
+                || claims2.visitor.len != claims.visitor.len
+                || ngx_memcmp(claims2.visitor.data, claims.visitor.data,
+                              claims.visitor.len) != 0)
+            {
+                fprintf(stderr, "a cached token reads differently\n");
+                abort();
+            }
+        }
+
+        /* issued again from its claims, it reads back the same */
+        if (claims.exp > ngx_time() && claims.iat <= ngx_time()) {
+            hr = fz_request(pool, &fz_lcf);
+
+            if (ngx_http_flashsale_token_issue(hr, &fz_lcf, zone, &claims,
+                                               &token)
+                != NGX_OK)
+            {
+                abort();
+            }
+
+            cookie.data = ngx_pnalloc(pool, sizeof("Bearer ") + token.len);
+            if (cookie.data == NULL) {
+                abort();
+            }
+
+            p = ngx_sprintf(cookie.data, "Bearer %V", &token);
+            auth = fz_header(hr, "Authorization", cookie.data,
+                             p - cookie.data);
+
+            lines.nelts = 0;
+
+            rc2 = fz_read(pool, zone, auth, &lines, &claims2, visitor2);
+
+            if (rc2 != NGX_OK || claims2.ticket != claims.ticket
+                || claims2.admitted != claims.admitted
+                || claims2.visitor.len != claims.visitor.len
+                || ngx_memcmp(claims2.visitor.data, claims.visitor.data,
+                              claims.visitor.len) != 0)
+            {
+                fprintf(stderr, "a re-issued token reads differently\n");
+                abort();
+            }
+        }
+    }
+
+    ngx_destroy_pool(pool);
+
+    return 0;
+}
