@@ -18,9 +18,6 @@ static ngx_int_t ngx_http_flashsale_page_render(ngx_http_request_t *r,
     ngx_str_t *out);
 static void ngx_http_flashsale_page_eta_text(ngx_int_t eta, ngx_str_t *out,
     u_char *buf);
-static ngx_int_t ngx_http_flashsale_page_send(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *type, ngx_str_t *body,
-    ngx_uint_t retry_after, ngx_uint_t refresh);
 static ngx_int_t ngx_http_flashsale_page_header(ngx_http_request_t *r,
     char *key, ngx_str_t *value);
 
@@ -487,7 +484,7 @@ ngx_http_flashsale_page_eta_text(ngx_int_t eta, ngx_str_t *out, u_char *buf)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_flashsale_page_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *body, ngx_uint_t retry_after,
     ngx_uint_t refresh)

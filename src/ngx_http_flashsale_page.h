@@ -59,6 +59,9 @@ ngx_int_t ngx_http_flashsale_page_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *message, ngx_str_t *sku);
 ngx_int_t ngx_http_flashsale_page_json(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *body);
+ngx_int_t ngx_http_flashsale_page_send(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, ngx_str_t *body,
+    ngx_uint_t retry_after, ngx_uint_t refresh);
 ngx_int_t ngx_http_flashsale_page_json_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *message);
 

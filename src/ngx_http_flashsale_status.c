@@ -9,6 +9,7 @@
 #include "ngx_http_flashsale_breaker.h"
 #include "ngx_http_flashsale_reserve.h"
 #include "ngx_http_flashsale_dashboard.h"
+#include "ngx_http_flashsale_page.h"
 
 
 /* sold-out SKUs listed per zone; Prometheus counts them all */
@@ -106,10 +107,8 @@ ngx_http_flashsale_status_handler(ngx_http_request_t *r)
     size_t                            len;
     ngx_int_t                         rc;
     ngx_buf_t                        *b;
-    ngx_str_t                         arg;
+    ngx_str_t                         arg, type, body;
     ngx_uint_t                        i, format, history;
-    ngx_chain_t                       out;
-    ngx_table_elt_t                  *h;
     ngx_http_flashsale_zone_t       **zones;
     ngx_http_flashsale_snapshot_t    *snap;
     ngx_http_flashsale_main_conf_t   *fmcf;
@@ -176,8 +175,7 @@ ngx_http_flashsale_status_handler(ngx_http_request_t *r)
     if (format == NGX_HTTP_FLASHSALE_STATUS_PROMETHEUS) {
         b->last = ngx_http_flashsale_status_prometheus(b->last, snap,
                                                        fmcf->zones.nelts);
-        ngx_str_set(&r->headers_out.content_type,
-                    "text/plain; version=0.0.4; charset=utf-8");
+        ngx_str_set(&type, "text/plain; version=0.0.4; charset=utf-8");
 
     } else {
         b->last = ngx_cpymem(b->last, "{\"zones\":[", 10);
@@ -192,35 +190,13 @@ ngx_http_flashsale_status_handler(ngx_http_request_t *r)
         }
 
         b->last = ngx_cpymem(b->last, "]}\n", 3);
-        ngx_str_set(&r->headers_out.content_type, "application/json");
+        ngx_str_set(&type, "application/json");
     }
 
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
+    body.data = b->pos;
+    body.len = b->last - b->pos;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-store");
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_flashsale_page_send(r, NGX_HTTP_OK, &type, &body, 0, 0);
 }
 
 
@@ -271,46 +247,14 @@ ngx_http_flashsale_status_format(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_flashsale_status_dashboard(ngx_http_request_t *r)
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
-    ngx_table_elt_t  *h;
+    ngx_str_t  body;
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = sizeof(ngx_http_flashsale_dashboard) - 1;
-    ngx_str_set(&r->headers_out.content_type, "text/html; charset=utf-8");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    static ngx_str_t  type = ngx_string("text/html; charset=utf-8");
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    body.data = (u_char *) ngx_http_flashsale_dashboard;
+    body.len = sizeof(ngx_http_flashsale_dashboard) - 1;
 
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-store");
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = (u_char *) ngx_http_flashsale_dashboard;
-    b->last = b->pos + sizeof(ngx_http_flashsale_dashboard) - 1;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_flashsale_page_send(r, NGX_HTTP_OK, &type, &body, 0, 0);
 }
 
 
