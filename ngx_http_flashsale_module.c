@@ -43,7 +43,6 @@ static char *ngx_http_flashsale_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
 static ngx_http_flashsale_zone_t *ngx_http_flashsale_zone_get(ngx_conf_t *cf,
     ngx_str_t *name);
-static ngx_uint_t ngx_http_flashsale_name_char(u_char c);
 static char *ngx_http_flashsale_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_flashsale(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -863,14 +862,6 @@ ngx_http_flashsale_zone_get(ngx_conf_t *cf, ngx_str_t *name)
     *zp = zone;
 
     return zone;
-}
-
-
-static ngx_uint_t
-ngx_http_flashsale_name_char(u_char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
-           || (c >= 'A' && c <= 'Z') || c == '_' || c == '-';
 }
 
 

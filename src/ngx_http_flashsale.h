@@ -129,4 +129,16 @@ typedef struct {
 extern ngx_module_t  ngx_http_flashsale_module;
 
 
+/*
+ * Zone, cookie and visitor names go into pages, JSON, logs and Redis keys
+ * unescaped, so they are held to letters, digits, "_" and "-" everywhere.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_flashsale_name_char(u_char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
+           || (c >= 'A' && c <= 'Z') || c == '_' || c == '-';
+}
+
+
 #endif /* _NGX_HTTP_FLASHSALE_H_INCLUDED_ */

@@ -80,6 +80,8 @@ static ngx_http_flashsale_redis_conn_t *ngx_http_flashsale_redis_pick(
     ngx_http_flashsale_redis_t *redis);
 static ngx_int_t ngx_http_flashsale_redis_connect(
     ngx_http_flashsale_redis_conn_t *cn);
+static ngx_int_t ngx_http_flashsale_redis_load_scripts(
+    ngx_http_flashsale_redis_conn_t *cn);
 static ngx_int_t ngx_http_flashsale_redis_internal(
     ngx_http_flashsale_redis_conn_t *cn, const char *what, ngx_uint_t argc,
     ngx_str_t *argv);
@@ -470,13 +472,11 @@ ngx_http_flashsale_redis_pick(ngx_http_flashsale_redis_t *redis)
 static ngx_int_t
 ngx_http_flashsale_redis_connect(ngx_http_flashsale_redis_conn_t *cn)
 {
-    u_char                               db[NGX_INT_T_LEN];
-    ngx_int_t                            rc;
-    ngx_str_t                            argv[3];
-    ngx_uint_t                           i;
-    ngx_connection_t                    *c;
-    ngx_http_flashsale_redis_t          *redis;
-    ngx_http_flashsale_redis_script_t  **script;
+    u_char                       db[NGX_INT_T_LEN];
+    ngx_int_t                    rc;
+    ngx_str_t                    argv[2];
+    ngx_connection_t            *c;
+    ngx_http_flashsale_redis_t  *redis;
 
     redis = cn->redis;
 
@@ -548,18 +548,8 @@ ngx_http_flashsale_redis_connect(ngx_http_flashsale_redis_conn_t *cn)
         }
     }
 
-    script = redis->scripts.elts;
-
-    for (i = 0; i < redis->scripts.nelts; i++) {
-        ngx_str_set(&argv[0], "SCRIPT");
-        ngx_str_set(&argv[1], "LOAD");
-        argv[2] = script[i]->text;
-
-        if (ngx_http_flashsale_redis_internal(cn, "SCRIPT LOAD", 3, argv)
-            != NGX_OK)
-        {
-            goto failed;
-        }
+    if (ngx_http_flashsale_redis_load_scripts(cn) != NGX_OK) {
+        goto failed;
     }
 
     return NGX_OK;
@@ -569,6 +559,33 @@ failed:
     ngx_http_flashsale_redis_close(cn, NGX_HTTP_FLASHSALE_REDIS_ERROR);
 
     return NGX_ERROR;
+}
+
+
+/* a new connection, and one that got NOSCRIPT, loads every script */
+static ngx_int_t
+ngx_http_flashsale_redis_load_scripts(ngx_http_flashsale_redis_conn_t *cn)
+{
+    ngx_str_t                            argv[3];
+    ngx_uint_t                           i;
+    ngx_http_flashsale_redis_script_t  **script;
+
+    ngx_str_set(&argv[0], "SCRIPT");
+    ngx_str_set(&argv[1], "LOAD");
+
+    script = cn->redis->scripts.elts;
+
+    for (i = 0; i < cn->redis->scripts.nelts; i++) {
+        argv[2] = script[i]->text;
+
+        if (ngx_http_flashsale_redis_internal(cn, "SCRIPT LOAD", 3, argv)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -901,7 +918,6 @@ static ngx_int_t
 ngx_http_flashsale_redis_reply(ngx_http_flashsale_redis_conn_t *cn,
     redisReply *reply)
 {
-    ngx_str_t                        argv[3];
     ngx_queue_t                     *q;
     ngx_http_flashsale_redis_cmd_t  *cmd;
 
@@ -937,21 +953,8 @@ ngx_http_flashsale_redis_reply(ngx_http_flashsale_redis_conn_t *cn,
     if (cmd->raw && !cmd->retried
         && ngx_http_flashsale_redis_noscript(reply))
     {
-        ngx_http_flashsale_redis_script_t  **script;
-        ngx_uint_t                           i;
-
-        script = cn->redis->scripts.elts;
-
-        for (i = 0; i < cn->redis->scripts.nelts; i++) {
-            ngx_str_set(&argv[0], "SCRIPT");
-            ngx_str_set(&argv[1], "LOAD");
-            argv[2] = script[i]->text;
-
-            if (ngx_http_flashsale_redis_internal(cn, "SCRIPT LOAD", 3, argv)
-                != NGX_OK)
-            {
-                goto deliver;
-            }
+        if (ngx_http_flashsale_redis_load_scripts(cn) != NGX_OK) {
+            goto deliver;
         }
 
         if (ngx_http_flashsale_redis_append(cn, cmd->raw, cmd->raw_len)

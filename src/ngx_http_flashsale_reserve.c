@@ -872,10 +872,7 @@ ngx_http_flashsale_check_sku(ngx_str_t *sku)
     for (i = 0; i < sku->len; i++) {
         c = sku->data[i];
 
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
-              || (c >= 'A' && c <= 'Z') || c == '.' || c == '_' || c == ':'
-              || c == '-'))
-        {
+        if (!(ngx_http_flashsale_name_char(c) || c == '.' || c == ':')) {
             return NGX_DECLINED;
         }
     }
@@ -887,7 +884,6 @@ ngx_http_flashsale_check_sku(ngx_str_t *sku)
 static ngx_int_t
 ngx_http_flashsale_check_visitor(ngx_str_t *visitor)
 {
-    u_char      c;
     ngx_uint_t  i;
 
     if (visitor->len == 0 || visitor->len > NGX_HTTP_FLASHSALE_VISITOR_MAX) {
@@ -895,11 +891,7 @@ ngx_http_flashsale_check_visitor(ngx_str_t *visitor)
     }
 
     for (i = 0; i < visitor->len; i++) {
-        c = visitor->data[i];
-
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
-              || (c >= 'A' && c <= 'Z') || c == '_' || c == '-'))
-        {
+        if (!ngx_http_flashsale_name_char(visitor->data[i])) {
             return NGX_DECLINED;
         }
     }

@@ -785,11 +785,8 @@ ngx_http_flashsale_token_claims(jwt_t *jwt, ngx_str_t *zone,
         return "no valid sub";
     }
 
-    /* visitor ids end up in Redis keys and logs: letters and digits only */
     for (i = 0; i < len; i++) {
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z')
-              || (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '-' || s[i] == '_'))
-        {
+        if (!ngx_http_flashsale_name_char((u_char) s[i])) {
             return "no valid sub";
         }
     }
