@@ -12,7 +12,9 @@
  *
  * Input: a config byte, then a program of one-byte operations, each maybe
  * followed by its data:
- *   0 send a command (next byte: bit 0 EVALSHA or GET, bit 1 detach it)
+ *   0 send a command (next byte: bit 0 EVALSHA or GET, bit 1 detach it,
+ *     bit 2 with bit 0: its last argument is the next 40 bytes or less);
+ *     its RESP must be the bytes hiredis would write
  *   1 feed a chunk to a connection (next byte: connection and length;
  *     that many bytes follow)
  *   2 the connection's peer closes (recv returns 0)
@@ -38,6 +40,35 @@ typedef struct {
     ngx_uint_t                        calls;
     ngx_uint_t                        detached;
 } fz_slot_t;
+
+
+/* our RESP is byte for byte what hiredis would have written */
+static void
+fz_check_format(ngx_uint_t argc, ngx_str_t *argv)
+{
+    int          n;
+    char        *ours, *theirs;
+    size_t       lens[8];
+    ssize_t      len;
+    ngx_uint_t   i;
+    const char  *args[8];
+
+    for (i = 0; i < argc; i++) {
+        args[i] = (const char *) argv[i].data;
+        lens[i] = argv[i].len;
+    }
+
+    len = ngx_http_flashsale_redis_format(&ours, argc, argv);
+    n = redisFormatCommandArgv(&theirs, (int) argc, args, lens);
+
+    if (len < 0 || n < 0 || len != n || memcmp(ours, theirs, n) != 0) {
+        fprintf(stderr, "RESP differs from hiredis's\n");
+        abort();
+    }
+
+    ngx_free(ours);
+    redisFreeCommand(theirs);
+}
 
 
 static ngx_http_flashsale_redis_script_t  fz_script = {
@@ -330,6 +361,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 ngx_str_set(&argv[0], "GET");
                 ngx_str_set(&argv[1], "fs:{z:A1}:stock");
             }
+
+            if ((b & 5) == 5) {
+                /* an argument of any bytes, of the input's choosing */
+                argv[3].len = fz_in.last - fz_in.p < 40
+                              ? (size_t) (fz_in.last - fz_in.p) : 40;
+                argv[3].data = (u_char *) fz_in.p;
+                fz_in.p += argv[3].len;
+            }
+
+            fz_check_format((b & 1) ? 4 : 2, argv);
 
             rc = ngx_http_flashsale_redis_send(redis, &fz_log,
                                                (b & 1) ? 4 : 2, argv,
