@@ -23,6 +23,12 @@
 #define NGX_HTTP_FLASHSALE_SIG_LEN        43
 #define NGX_HTTP_FLASHSALE_SIG_RAW        32
 
+/* libjwt's header for HS256, base64url: {"alg":"HS256","typ":"JWT"} */
+#define NGX_HTTP_FLASHSALE_HS256_HEADER  "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+
+/* our claims take about 200 bytes; longer ones are left to libjwt */
+#define NGX_HTTP_FLASHSALE_JSON_MAX       512
+
 /* verified tokens remembered per worker: 2^12 sets of 4 (about 2.5 MB) */
 #define NGX_HTTP_FLASHSALE_CACHE_SETS     4096
 #define NGX_HTTP_FLASHSALE_CACHE_WAYS     4
@@ -52,6 +58,29 @@ typedef struct {
 } ngx_http_flashsale_token_cached_t;
 
 
+/*
+ * The claims this module reads, as libjwt gives them: a string whose data
+ * is NULL was absent or not a string; an integer claim of another type is
+ * there with the value 0, only an absent one has no has_ flag.
+ */
+typedef struct {
+    ngx_str_t                     iss;
+    ngx_str_t                     aud;
+    ngx_str_t                     sub;
+    long                          exp;
+    long                          nbf;
+    long                          iat;
+    long                          tkt;
+    long                          pos;
+    unsigned                      has_exp:1;
+    unsigned                      has_nbf:1;
+    unsigned                      has_iat:1;
+    unsigned                      has_tkt:1;
+    unsigned                      has_pos:1;
+    unsigned                      adm:1;
+} ngx_http_flashsale_token_fields_t;
+
+
 static ngx_http_flashsale_token_cached_t  *ngx_http_flashsale_token_cache;
 static ngx_uint_t  ngx_http_flashsale_keys_generation;
 
@@ -65,8 +94,18 @@ static ngx_str_t *ngx_http_flashsale_token_key(ngx_http_flashsale_keys_t *keys,
     ngx_str_t *token, size_t signed_len, u_char *raw);
 static ngx_http_flashsale_token_cached_t *ngx_http_flashsale_token_cached(
     u_char *sig, ngx_http_flashsale_token_cached_t **victim);
-static const char *ngx_http_flashsale_token_claims(jwt_t *jwt,
-    ngx_str_t *zone, ngx_http_flashsale_claims_t *claims, u_char *visitor_buf);
+static ngx_int_t ngx_http_flashsale_token_parse(u_char *p, u_char *last,
+    ngx_http_flashsale_token_fields_t *f);
+static u_char *ngx_http_flashsale_token_string(u_char *p, u_char *last,
+    ngx_str_t *s);
+static const char *ngx_http_flashsale_token_libjwt(ngx_http_request_t *r,
+    ngx_str_t *token, ngx_str_t *key, ngx_str_t *zone,
+    ngx_http_flashsale_claims_t *claims, u_char *visitor_buf);
+static void ngx_http_flashsale_token_fields(jwt_t *jwt,
+    ngx_http_flashsale_token_fields_t *f);
+static const char *ngx_http_flashsale_token_claims(
+    ngx_http_flashsale_token_fields_t *f, ngx_str_t *zone,
+    ngx_http_flashsale_claims_t *claims, u_char *visitor_buf);
 static ngx_int_t ngx_http_flashsale_token_grant_int(jwt_t *jwt,
     const char *name, long *value);
 static ngx_int_t ngx_http_flashsale_keys_macs(ngx_conf_t *cf,
@@ -540,12 +579,12 @@ ngx_http_flashsale_token_check(ngx_http_request_t *r,
     ngx_http_flashsale_keys_t *keys, ngx_str_t *zone, ngx_str_t *token,
     ngx_http_flashsale_claims_t *claims, u_char *visitor_buf)
 {
-    int                                 rc;
-    u_char                             *p, *dot1, *dot2, *last, *s;
+    u_char                             *p, *dot1, *dot2, *last;
     u_char                              raw[48];
-    jwt_t                              *jwt;
-    ngx_str_t                          *key, sig, dec;
+    u_char                              json[NGX_HTTP_FLASHSALE_JSON_MAX];
+    ngx_str_t                          *key, sig, dec, body;
     const char                         *err;
+    ngx_http_flashsale_token_fields_t   fields;
     ngx_http_flashsale_token_cached_t  *c, *victim;
 
     if (token->len > NGX_HTTP_FLASHSALE_TOKEN_MAX) {
@@ -606,27 +645,33 @@ ngx_http_flashsale_token_check(ngx_http_request_t *r,
         return "bad signature";
     }
 
-    s = ngx_pnalloc(r->pool, token->len + 1);
-    if (s == NULL) {
-        return "no memory";
+    /*
+     * The signature is good, so these bytes come from a holder of the key.
+     * The header and claims our issuer writes (libjwt's compact JSON) are
+     * read here without libjwt, whose jwt_decode() checked the HMAC again
+     * and parsed both parts with mallocs: two thirds of the cost of a pass
+     * seen for the first time.  Anything else a key holder may have
+     * written goes to libjwt, and a claim read here reads as libjwt reads
+     * it (fuzz_token compares the two).
+     */
+    body.data = dot1 + 1;
+    body.len = dot2 - body.data;
+    dec.data = json;
+
+    if (dot1 - p == sizeof(NGX_HTTP_FLASHSALE_HS256_HEADER) - 1
+        && ngx_strncmp(p, NGX_HTTP_FLASHSALE_HS256_HEADER, dot1 - p) == 0
+        && body.len <= ngx_base64_encoded_length(sizeof(json)) - 2
+        && ngx_decode_base64url(&dec, &body) == NGX_OK
+        && ngx_http_flashsale_token_parse(json, json + dec.len, &fields)
+           == NGX_OK)
+    {
+        err = ngx_http_flashsale_token_claims(&fields, zone, claims,
+                                              visitor_buf);
+
+    } else {
+        err = ngx_http_flashsale_token_libjwt(r, token, key, zone, claims,
+                                              visitor_buf);
     }
-
-    (void) ngx_cpystrn(s, token->data, token->len + 1);
-
-    rc = jwt_decode(&jwt, (char *) s, key->data, (int) key->len);
-    if (rc != 0) {
-        return "cannot be decoded";
-    }
-
-    /* the signature matched as HS256 already; the header must agree */
-    if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
-        jwt_free(jwt);
-        return "algorithm is not HS256";
-    }
-
-    err = ngx_http_flashsale_token_claims(jwt, zone, claims, visitor_buf);
-
-    jwt_free(jwt);
 
     /* the same signature checked for another zone or keys is replaced */
     c = c ? c : victim;
@@ -727,88 +772,373 @@ ngx_http_flashsale_token_key(ngx_http_flashsale_keys_t *keys,
 }
 
 
-static const char *
-ngx_http_flashsale_token_claims(jwt_t *jwt, ngx_str_t *zone,
-    ngx_http_flashsale_claims_t *claims, u_char *visitor_buf)
+/*
+ * A flat JSON object of strings without escapes, integers of up to 18
+ * digits, true, false and null, as libjwt writes our claims.  NGX_DECLINED
+ * is "not sure", never "refused": libjwt then reads the token.  A repeated
+ * name keeps its last value, as jansson does.
+ */
+static ngx_int_t
+ngx_http_flashsale_token_parse(u_char *p, u_char *last,
+    ngx_http_flashsale_token_fields_t *f)
 {
-    long         exp, iat, nbf, tkt, pos;
-    size_t       len;
-    time_t       now;
-    ngx_uint_t   i;
-    const char  *s;
+    long        n, *num;
+    u_char      c;
+    unsigned    neg, digits, has;
+    ngx_str_t   name, str, *sp;
+
+    ngx_memzero(f, sizeof(ngx_http_flashsale_token_fields_t));
+
+#define ngx_http_flashsale_json_ws(p, last)                                   \
+    while (p < last && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) \
+        p++
+
+    ngx_http_flashsale_json_ws(p, last);
+
+    if (p == last || *p++ != '{') {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_flashsale_json_ws(p, last);
+
+    if (p < last && *p == '}') {
+        p++;
+        goto done;
+    }
+
+    for ( ;; ) {
+        p = ngx_http_flashsale_token_string(p, last, &name);
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+
+        ngx_http_flashsale_json_ws(p, last);
+
+        if (p == last || *p++ != ':') {
+            return NGX_DECLINED;
+        }
+
+        ngx_http_flashsale_json_ws(p, last);
+
+        if (p == last) {
+            return NGX_DECLINED;
+        }
+
+        sp = NULL;
+        num = NULL;
+        has = 0;
+
+        if (name.len == 3) {
+            if (ngx_strncmp(name.data, "iss", 3) == 0) {
+                sp = &f->iss;
+            } else if (ngx_strncmp(name.data, "aud", 3) == 0) {
+                sp = &f->aud;
+            } else if (ngx_strncmp(name.data, "sub", 3) == 0) {
+                sp = &f->sub;
+            } else if (ngx_strncmp(name.data, "exp", 3) == 0) {
+                num = &f->exp;
+            } else if (ngx_strncmp(name.data, "nbf", 3) == 0) {
+                num = &f->nbf;
+            } else if (ngx_strncmp(name.data, "iat", 3) == 0) {
+                num = &f->iat;
+            } else if (ngx_strncmp(name.data, "tkt", 3) == 0) {
+                num = &f->tkt;
+            } else if (ngx_strncmp(name.data, "pos", 3) == 0) {
+                num = &f->pos;
+            } else if (ngx_strncmp(name.data, "adm", 3) == 0) {
+                f->adm = 0;
+            }
+        }
+
+        /*
+         * As libjwt 1.10 reads a claim of another type: a string claim is
+         * absent, an integer claim is 0 (its jwt_get_grant_int() sets no
+         * errno then), and adm is false.
+         */
+        if (sp) {
+            ngx_str_null(sp);
+        }
+
+        if (num) {
+            *num = 0;
+            has = 1;
+        }
+
+        c = *p;
+
+        if (c == '"') {
+            p = ngx_http_flashsale_token_string(p, last, &str);
+            if (p == NULL) {
+                return NGX_DECLINED;
+            }
+
+            if (sp) {
+                *sp = str;
+            }
+
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            neg = (c == '-');
+            p += neg;
+            n = 0;
+            digits = 0;
+
+            while (p < last && *p >= '0' && *p <= '9') {
+                if (++digits > 18 || (digits == 2 && n == 0)) {
+                    return NGX_DECLINED;
+                }
+
+                n = n * 10 + (*p++ - '0');
+            }
+
+            /* fractions and exponents are left to libjwt */
+            if (digits == 0
+                || (p < last && (*p == '.' || *p == 'e' || *p == 'E')))
+            {
+                return NGX_DECLINED;
+            }
+
+            if (num) {
+                *num = neg ? -n : n;
+            }
+
+        } else if (last - p >= 4 && ngx_strncmp(p, "true", 4) == 0) {
+            p += 4;
+
+            if (name.len == 3 && ngx_strncmp(name.data, "adm", 3) == 0) {
+                f->adm = 1;
+            }
+
+        } else if (last - p >= 5 && ngx_strncmp(p, "false", 5) == 0) {
+            p += 5;
+
+        } else if (last - p >= 4 && ngx_strncmp(p, "null", 4) == 0) {
+            p += 4;
+
+        } else {
+            /* objects, arrays, anything else */
+            return NGX_DECLINED;
+        }
+
+        if (has) {
+            if (num == &f->exp) {
+                f->has_exp = 1;
+            } else if (num == &f->nbf) {
+                f->has_nbf = 1;
+            } else if (num == &f->iat) {
+                f->has_iat = 1;
+            } else if (num == &f->tkt) {
+                f->has_tkt = 1;
+            } else {
+                f->has_pos = 1;
+            }
+        }
+
+        ngx_http_flashsale_json_ws(p, last);
+
+        if (p == last) {
+            return NGX_DECLINED;
+        }
+
+        c = *p++;
+
+        if (c == '}') {
+            break;
+        }
+
+        if (c != ',') {
+            return NGX_DECLINED;
+        }
+
+        ngx_http_flashsale_json_ws(p, last);
+    }
+
+done:
+
+    ngx_http_flashsale_json_ws(p, last);
+
+#undef ngx_http_flashsale_json_ws
+
+    return p == last ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* a JSON string of printable ASCII without escapes; NULL: not sure */
+static u_char *
+ngx_http_flashsale_token_string(u_char *p, u_char *last, ngx_str_t *s)
+{
+    u_char  *start;
+
+    if (p == last || *p++ != '"') {
+        return NULL;
+    }
+
+    start = p;
+
+    while (p < last && *p != '"') {
+        if (*p < 0x20 || *p > 0x7e || *p == '\\') {
+            return NULL;
+        }
+
+        p++;
+    }
+
+    if (p == last) {
+        return NULL;
+    }
+
+    s->data = start;
+    s->len = p - start;
+
+    return p + 1;
+}
+
+
+/* what our own reader is not sure of: libjwt decodes it and checks it */
+static const char *
+ngx_http_flashsale_token_libjwt(ngx_http_request_t *r, ngx_str_t *token,
+    ngx_str_t *key, ngx_str_t *zone, ngx_http_flashsale_claims_t *claims,
+    u_char *visitor_buf)
+{
+    int                                 rc;
+    u_char                             *s;
+    jwt_t                              *jwt;
+    const char                         *err;
+    ngx_http_flashsale_token_fields_t   f;
+
+    s = ngx_pnalloc(r->pool, token->len + 1);
+    if (s == NULL) {
+        return "no memory";
+    }
+
+    (void) ngx_cpystrn(s, token->data, token->len + 1);
+
+    rc = jwt_decode(&jwt, (char *) s, key->data, (int) key->len);
+    if (rc != 0) {
+        return "cannot be decoded";
+    }
+
+    /* the signature matched as HS256 already; the header must agree */
+    if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
+        jwt_free(jwt);
+        return "algorithm is not HS256";
+    }
+
+    ngx_http_flashsale_token_fields(jwt, &f);
+
+    /* the strings are libjwt's until jwt_free() */
+    err = ngx_http_flashsale_token_claims(&f, zone, claims, visitor_buf);
+
+    jwt_free(jwt);
+
+    return err;
+}
+
+
+static void
+ngx_http_flashsale_token_fields(jwt_t *jwt,
+    ngx_http_flashsale_token_fields_t *f)
+{
+    const char  *v;
+
+    ngx_memzero(f, sizeof(ngx_http_flashsale_token_fields_t));
+
+    v = jwt_get_grant(jwt, "iss");
+    if (v) {
+        f->iss.data = (u_char *) v;
+        f->iss.len = ngx_strlen(v);
+    }
+
+    v = jwt_get_grant(jwt, "aud");
+    if (v) {
+        f->aud.data = (u_char *) v;
+        f->aud.len = ngx_strlen(v);
+    }
+
+    v = jwt_get_grant(jwt, "sub");
+    if (v) {
+        f->sub.data = (u_char *) v;
+        f->sub.len = ngx_strlen(v);
+    }
+
+    f->has_exp = (ngx_http_flashsale_token_grant_int(jwt, "exp", &f->exp)
+                 == NGX_OK);
+    f->has_nbf = (ngx_http_flashsale_token_grant_int(jwt, "nbf", &f->nbf)
+                 == NGX_OK);
+    f->has_iat = (ngx_http_flashsale_token_grant_int(jwt, "iat", &f->iat)
+                 == NGX_OK);
+    f->has_tkt = (ngx_http_flashsale_token_grant_int(jwt, "tkt", &f->tkt)
+                 == NGX_OK);
+    f->has_pos = (ngx_http_flashsale_token_grant_int(jwt, "pos", &f->pos)
+                 == NGX_OK);
+
+    errno = 0;
+    f->adm = (jwt_get_grant_bool(jwt, "adm") == 1 && errno == 0);
+}
+
+
+static const char *
+ngx_http_flashsale_token_claims(ngx_http_flashsale_token_fields_t *f,
+    ngx_str_t *zone, ngx_http_flashsale_claims_t *claims, u_char *visitor_buf)
+{
+    time_t      now;
+    ngx_uint_t  i;
 
     now = ngx_time();
 
-    s = jwt_get_grant(jwt, "iss");
-    if (s == NULL || ngx_strcmp(s, "flashsale") != 0) {
+    if (f->iss.data == NULL || f->iss.len != sizeof("flashsale") - 1
+        || ngx_strncmp(f->iss.data, "flashsale", f->iss.len) != 0)
+    {
         return "wrong or missing iss";
     }
 
-    s = jwt_get_grant(jwt, "aud");
-    if (s == NULL || ngx_strlen(s) != zone->len
-        || ngx_strncmp(s, zone->data, zone->len) != 0)
+    if (f->aud.data == NULL || f->aud.len != zone->len
+        || ngx_strncmp(f->aud.data, zone->data, zone->len) != 0)
     {
         return "wrong or missing aud";
     }
 
-    if (ngx_http_flashsale_token_grant_int(jwt, "exp", &exp) != NGX_OK) {
+    if (!f->has_exp) {
         return "no integer exp";
     }
 
     /* written so that an exp near LONG_MAX cannot overflow */
-    if (exp <= now - NGX_HTTP_FLASHSALE_LEEWAY) {
+    if (f->exp <= now - NGX_HTTP_FLASHSALE_LEEWAY) {
         return "expired";
     }
 
-    if (ngx_http_flashsale_token_grant_int(jwt, "nbf", &nbf) == NGX_OK
-        && nbf > now + NGX_HTTP_FLASHSALE_LEEWAY)
-    {
+    if (f->has_nbf && f->nbf > now + NGX_HTTP_FLASHSALE_LEEWAY) {
         return "not yet valid";
     }
 
-    if (ngx_http_flashsale_token_grant_int(jwt, "iat", &iat) != NGX_OK
-        || iat > now + NGX_HTTP_FLASHSALE_LEEWAY)
-    {
+    if (!f->has_iat || f->iat > now + NGX_HTTP_FLASHSALE_LEEWAY) {
         return "no or future iat";
     }
 
-    if (ngx_http_flashsale_token_grant_int(jwt, "tkt", &tkt) != NGX_OK
-        || tkt < 1)
-    {
+    if (!f->has_tkt || f->tkt < 1) {
         return "no ticket number";
     }
 
-    s = jwt_get_grant(jwt, "sub");
-    len = s ? ngx_strlen(s) : 0;
-
-    if (len == 0 || len > NGX_HTTP_FLASHSALE_VISITOR_MAX) {
+    if (f->sub.data == NULL || f->sub.len == 0
+        || f->sub.len > NGX_HTTP_FLASHSALE_VISITOR_MAX)
+    {
         return "no valid sub";
     }
 
-    for (i = 0; i < len; i++) {
-        if (!ngx_http_flashsale_name_char((u_char) s[i])) {
+    for (i = 0; i < f->sub.len; i++) {
+        if (!ngx_http_flashsale_name_char(f->sub.data[i])) {
             return "no valid sub";
         }
     }
 
-    ngx_memcpy(visitor_buf, s, len);
+    ngx_memcpy(visitor_buf, f->sub.data, f->sub.len);
 
     claims->visitor.data = visitor_buf;
-    claims->visitor.len = len;
-    claims->ticket = (uint64_t) tkt;
-    claims->start = 0;
-
-    if (ngx_http_flashsale_token_grant_int(jwt, "pos", &pos) == NGX_OK
-        && pos > 0)
-    {
-        claims->start = (uint64_t) pos;
-    }
-
-    claims->iat = iat;
-    claims->exp = exp;
-
-    errno = 0;
-    claims->admitted = (jwt_get_grant_bool(jwt, "adm") == 1 && errno == 0);
+    claims->visitor.len = f->sub.len;
+    claims->ticket = (uint64_t) f->tkt;
+    claims->start = (f->has_pos && f->pos > 0) ? (uint64_t) f->pos : 0;
+    claims->iat = f->iat;
+    claims->exp = f->exp;
+    claims->admitted = f->adm;
 
     return NULL;
 }
