@@ -39,10 +39,11 @@ static ngx_uint_t  fz_max_qty[] = { 1, 10, 99, 1000000 };
 static void
 fz_args_init(void)
 {
-    static ngx_uint_t  done;
-    ngx_str_t          sku;
-    ngx_conf_t        *cf;
-    ngx_uint_t         i;
+    static ngx_uint_t                     done;
+    static ngx_http_flashsale_holders_t   nobody;
+    ngx_str_t                             sku;
+    ngx_conf_t                           *cf;
+    ngx_uint_t                            i;
 
     fz_init();
 
@@ -73,11 +74,12 @@ fz_args_init(void)
     fz_lcf.redis = (ngx_http_flashsale_redis_t *) fz_redis_dummy;
     fz_lcf.backend_zone = fz_z;
 
-    /* two SKUs latched sold out for good */
+    /* two SKUs latched sold out for good: one whose holders are known
+     * (nobody), one left to the holders filter */
     ngx_str_set(&sku, "SOLD");
-    ngx_http_flashsale_latch_set(fz_z, &sku, 86400000, &fz_log);
+    ngx_http_flashsale_latch_set(fz_z, &sku, 86400000, &nobody, &fz_log);
     ngx_str_set(&sku, "A1");
-    ngx_http_flashsale_latch_set(fz_z, &sku, 86400000, &fz_log);
+    ngx_http_flashsale_latch_set(fz_z, &sku, 86400000, NULL, &fz_log);
 }
 
 
@@ -244,7 +246,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fz_expect(fz_ok_qty(&qty, 1, fz_reserve.max_qty),
                       "a bad qty reached redis");
             fz_expect(rc == NGX_AGAIN, "a command in flight but no NGX_AGAIN");
-            fz_expect(fz_sent_argc == 11, "EVALSHA with 11 arguments");
+            fz_expect(fz_sent_argc == 12, "EVALSHA with 12 arguments");
+            fz_expect(fz_sent_argv[11].len == (ctx->ask_holders ? 4 : 1),
+                      "holders asked for exactly when the SKU is not "
+                      "latched");
 
             for (i = 3; i < 6; i++) {
                 /* fs:{zone:sku}:suffix */

@@ -7,16 +7,19 @@
  *   ngx_http_flashsale_backend_done()   (release, confirm, stock GET/PUT)
  * with a request waiting for it; ngx_http_flashsale_reserve_result() (the
  * checks of the reply's shape), the answers built from the numbers in it,
- * the sold-out latch and the breaker's outcome all run for real.  Also
+ * the sold-out latch (with the holders a sold-out answer lists, hashed,
+ * sorted and copied into the zone's slab) and the breaker's outcome all
+ * run for real.  Also
  * ngx_http_flashsale_redis_noscript() on every reply.
  *
  * fuzz-includes: ngx_http_flashsale_reserve.c
  *
  * Input: 8 selector bytes (one per reply, cycled), then the RESP stream.
- * selector: bits 0-2 handler (0-3 reserve, 4 release, 5 confirm, 6 stock
- * GET, 7 stock PUT), bit 3 JSON, bits 4-5 status (ok, ok, error, timeout:
- * the latter two without the reply, as the Redis layer calls them),
- * bit 6 the breaker watches Redis, bit 7 a second SKU.
+ * selector: bits 0-2 handler (0-3 reserve: bit 0 the sold-out latch on,
+ * bit 1 the reservation asked for the SKU's holders; 4 release, 5 confirm,
+ * 6 stock GET, 7 stock PUT), bit 3 JSON, bits 4-5 status (ok, ok, error,
+ * timeout: the latter two without the reply, as the Redis layer calls
+ * them), bit 6 the breaker watches Redis, bit 7 a second SKU.
  */
 
 
@@ -83,6 +86,57 @@ fz_reply_init(void)
 }
 
 
+/* a holder that a sold-out answer listed is never told "sold out" by the
+ * latch that answer set: every doubt goes to Redis */
+static void
+fz_check_holders(ngx_http_flashsale_ctx_t *ctx, redisReply *reply)
+{
+    size_t                       i;
+    ngx_str_t                    v;
+    redisReply                  *list;
+    ngx_http_flashsale_latch_t  *l;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 4
+        || reply->element[3]->type != REDIS_REPLY_ARRAY
+        || !ctx->ask_holders
+        || ctx->state != NGX_HTTP_FLASHSALE_STATE_SOLD_OUT)
+    {
+        return;
+    }
+
+    list = reply->element[3];
+
+    for (i = 0; i < list->elements; i++) {
+        if (list->element[i]->type != REDIS_REPLY_STRING) {
+            return;
+        }
+    }
+
+    l = (ngx_http_flashsale_latch_t *)
+            ngx_str_rbtree_lookup(&fz_z->sh->latch, &ctx->sku,
+                                  ngx_crc32_short(ctx->sku.data,
+                                                  ctx->sku.len));
+
+    /* not latched by this answer (no room in the zone, say) */
+    if (l == NULL || !l->known || l->nholders != list->elements) {
+        return;
+    }
+
+    for (i = 0; i < list->elements; i++) {
+        v.data = (u_char *) list->element[i]->str;
+        v.len = list->element[i]->len;
+
+        if (ngx_http_flashsale_latch_test(fz_z, &ctx->sku, &v)
+            != NGX_HTTP_FLASHSALE_LATCH_HOLDER)
+        {
+            fprintf(stderr, "a listed holder was answered by the latch\n");
+            abort();
+        }
+    }
+}
+
+
 static void
 fz_deliver(redisReply *reply, ngx_uint_t sel)
 {
@@ -129,6 +183,9 @@ fz_deliver(redisReply *reply, ngx_uint_t sel)
         ngx_http_set_ctx(r, ctx, ngx_http_flashsale_module);
 
         fz_reserve.latch = (which & 1) ? 5000 : 0;
+
+        /* as the handler asks: only with the latch on */
+        ctx->ask_holders = (which & 1) && (which & 2);
 
     } else {
         r = fz_request(pool, &fz_blcf);
@@ -180,6 +237,9 @@ fz_deliver(redisReply *reply, ngx_uint_t sel)
             fprintf(stderr, "let through without $flashsale_reservation\n");
             abort();
         }
+
+        fz_check_holders(ctx, status == NGX_HTTP_FLASHSALE_REDIS_OK
+                              ? reply : NULL);
 
     } else {
         ngx_http_flashsale_backend_done(bctx,

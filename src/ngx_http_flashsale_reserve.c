@@ -23,6 +23,22 @@
 /* how long a shopper is asked to wait when Redis failed */
 #define NGX_HTTP_FLASHSALE_REDIS_RETRY    2
 
+/*
+ * The most live holders a sold-out answer lists for the latch; beyond it
+ * the answer counts them and the latch falls back on the holders filter.
+ * A SKU's live holders hold its units, so this covers a drop of up to
+ * 4096 units whole.  The list is asked once per latch period, SKU and
+ * node: at most 4096 ids of up to 64 characters, about 290 KB of reply
+ * and a millisecond of Redis (160 KB for the module's own 32-character
+ * ids), and 32 KB of hashes in the zone while the latch lasts.
+ */
+#define NGX_HTTP_FLASHSALE_LATCH_HOLDERS  4096
+
+/* what the latch says of a reservation */
+#define NGX_HTTP_FLASHSALE_LATCH_NONE     0   /* not latched */
+#define NGX_HTTP_FLASHSALE_LATCH_HOLDER   1   /* latched, may hold some */
+#define NGX_HTTP_FLASHSALE_LATCH_SOLD_OUT 2
+
 
 typedef struct {
     ngx_http_request_t           *request;
@@ -33,24 +49,39 @@ typedef struct {
 } ngx_http_flashsale_backend_ctx_t;
 
 
+/* a sold-out answer's holders, built in the request's pool */
+typedef struct {
+    uint64_t                     *hash;       /* sorted */
+    ngx_uint_t                    n;
+} ngx_http_flashsale_holders_t;
+
+
 static ngx_int_t ngx_http_flashsale_reserve_call(ngx_http_request_t *r,
     ngx_http_flashsale_loc_conf_t *lcf, ngx_http_flashsale_zone_t *zone,
     const char *op, ngx_str_t *sku, ngx_str_t *visitor, ngx_str_t *qty,
-    ngx_msec_t hold, ngx_http_flashsale_redis_handler_pt handler,
-    void *data, ngx_http_flashsale_redis_cmd_t **cmdp);
+    ngx_msec_t hold, ngx_uint_t holders,
+    ngx_http_flashsale_redis_handler_pt handler, void *data,
+    ngx_http_flashsale_redis_cmd_t **cmdp);
 static void ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
     ngx_uint_t status, ngx_msec_t latency);
 static void ngx_http_flashsale_reserve_cleanup(void *data);
 static ngx_int_t ngx_http_flashsale_reserve_result(ngx_log_t *log,
     ngx_http_flashsale_zone_t *zone, redisReply *reply, ngx_uint_t status,
-    ngx_msec_t latency, long long *res, ngx_uint_t n);
+    ngx_msec_t latency, long long *res, ngx_uint_t n, redisReply **list);
+static ngx_int_t ngx_http_flashsale_holders_read(ngx_http_request_t *r,
+    ngx_http_flashsale_ctx_t *ctx, redisReply *reply, redisReply *list,
+    long long *res, ngx_http_flashsale_holders_t *set);
+static int ngx_libc_cdecl ngx_http_flashsale_holders_cmp(const void *one,
+    const void *two);
+static uint64_t ngx_http_flashsale_visitor_hash(u_char *data, size_t len);
 static void ngx_http_flashsale_backend_done(void *data, redisReply *reply,
     ngx_uint_t status, ngx_msec_t latency);
 static void ngx_http_flashsale_backend_cleanup(void *data);
-static ngx_uint_t ngx_http_flashsale_latch_find(
-    ngx_http_flashsale_zone_t *zone, ngx_str_t *sku);
+static ngx_uint_t ngx_http_flashsale_latch_test(
+    ngx_http_flashsale_zone_t *zone, ngx_str_t *sku, ngx_str_t *visitor);
 static void ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
-    ngx_str_t *sku, ngx_msec_t latch, ngx_log_t *log);
+    ngx_str_t *sku, ngx_msec_t latch, ngx_http_flashsale_holders_t *set,
+    ngx_log_t *log);
 static void ngx_http_flashsale_latch_drop(ngx_http_flashsale_zone_t *zone,
     ngx_http_flashsale_latch_t *l);
 static void ngx_http_flashsale_latch_clear(ngx_http_flashsale_zone_t *zone,
@@ -71,13 +102,16 @@ static ngx_int_t ngx_http_flashsale_check_qty(ngx_str_t *qty,
 
 /*
  * KEYS: stock, holds (visitor -> expiry ms), qty (visitor -> quantity)
- * ARGV: op, visitor, qty, hold ms, reclaim batch
+ * ARGV: op, visitor, qty, hold ms, reclaim batch, holders cap (0: none)
  *
  * Redis' own clock decides expiry, so nginx nodes with skewed clocks
  * agree.  Every op first gives a bounded batch of expired holds back.
  * Replies: reserve {3 new | 2 existing, qty, expiry, stock} | {0, stock}
  * (sold out) | {-1} (no stock key: unknown SKU, never unlimited);
  * release/confirm {1, qty} | {0}; get {1, stock, holds}; set {1, stock}.
+ * A sold-out reserve with no unit left and a cap above 0 adds the number
+ * of live holds (expiry > now), and their visitors when there are no more
+ * than the cap: {0, stock, n, {visitor, ...}} or {0, stock, n}.
  */
 static ngx_http_flashsale_redis_script_t  ngx_http_flashsale_script = {
     ngx_string(
@@ -116,7 +150,14 @@ static ngx_http_flashsale_redis_script_t  ngx_http_flashsale_script = {
 "    stock = redis.call('INCRBY', KEYS[1], drop(ARGV[2]))\n"
 "  end\n"
 "  local q = tonumber(ARGV[3])\n"
-"  if stock < q then return {0, stock} end\n"
+"  if stock < q then\n"
+"    local cap = tonumber(ARGV[6]) or 0\n"
+"    if stock > 0 or cap <= 0 then return {0, stock} end\n"
+"    local live = '(' .. now\n"
+"    local n = redis.call('ZCOUNT', KEYS[2], live, '+inf')\n"
+"    if n > cap then return {0, stock, n} end\n"
+"    return {0, stock, n, redis.call('ZRANGEBYSCORE', KEYS[2], live, '+inf')}\n"
+"  end\n"
 "  stock = redis.call('DECRBY', KEYS[1], q)\n"
 "  local e = now + tonumber(ARGV[4])\n"
 "  redis.call('ZADD', KEYS[2], e, ARGV[2])\n"
@@ -305,6 +346,7 @@ ngx_http_flashsale_reserve_handler(ngx_http_request_t *r,
 {
     ngx_int_t                      rc;
     ngx_str_t                      qty;
+    ngx_uint_t                     latched;
     ngx_pool_cleanup_t            *cln;
     ngx_http_flashsale_zone_t     *zone;
     ngx_http_flashsale_reserve_t  *reserve;
@@ -336,12 +378,18 @@ ngx_http_flashsale_reserve_handler(ngx_http_request_t *r,
 
     /* a SKU Redis just called sold out is answered from memory, except
      * to a shopper who may hold some of it: a retry returns the hold */
-    if (reserve->latch && ngx_http_flashsale_latch_find(zone, &ctx->sku)
-        && !ngx_http_flashsale_holders_test(zone, &ctx->visitor, &ctx->sku))
-    {
-        (void) ngx_atomic_fetch_add(&zone->sh->stats.sold_out, 1);
-        ctx->state = NGX_HTTP_FLASHSALE_STATE_SOLD_OUT;
-        return ngx_http_flashsale_page_sold_out(r, lcf, &ctx->sku);
+    if (reserve->latch) {
+        latched = ngx_http_flashsale_latch_test(zone, &ctx->sku,
+                                                &ctx->visitor);
+
+        if (latched == NGX_HTTP_FLASHSALE_LATCH_SOLD_OUT) {
+            (void) ngx_atomic_fetch_add(&zone->sh->stats.sold_out, 1);
+            ctx->state = NGX_HTTP_FLASHSALE_STATE_SOLD_OUT;
+            return ngx_http_flashsale_page_sold_out(r, lcf, &ctx->sku);
+        }
+
+        /* the answer that latches the SKU brings its holders along */
+        ctx->ask_holders = (latched == NGX_HTTP_FLASHSALE_LATCH_NONE);
     }
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -353,6 +401,9 @@ ngx_http_flashsale_reserve_handler(ngx_http_request_t *r,
 
     rc = ngx_http_flashsale_reserve_call(r, lcf, zone, "reserve", &ctx->sku,
                                          &ctx->visitor, &qty, reserve->hold,
+                                         ctx->ask_holders
+                                         ? NGX_HTTP_FLASHSALE_LATCH_HOLDERS
+                                         : 0,
                                          ngx_http_flashsale_reserve_done,
                                          ctx, &ctx->cmd);
 
@@ -390,12 +441,13 @@ static ngx_int_t
 ngx_http_flashsale_reserve_call(ngx_http_request_t *r,
     ngx_http_flashsale_loc_conf_t *lcf, ngx_http_flashsale_zone_t *zone,
     const char *op, ngx_str_t *sku, ngx_str_t *visitor, ngx_str_t *qty,
-    ngx_msec_t hold, ngx_http_flashsale_redis_handler_pt handler,
-    void *data, ngx_http_flashsale_redis_cmd_t **cmdp)
+    ngx_msec_t hold, ngx_uint_t holders,
+    ngx_http_flashsale_redis_handler_pt handler, void *data,
+    ngx_http_flashsale_redis_cmd_t **cmdp)
 {
     u_char     *p;
     size_t      len;
-    ngx_str_t   argv[11];
+    ngx_str_t   argv[12];
 
     static u_char  *suffix[] = { (u_char *) "stock", (u_char *) "holds",
                                  (u_char *) "qty" };
@@ -403,7 +455,7 @@ ngx_http_flashsale_reserve_call(ngx_http_request_t *r,
 
     len = sizeof("fs:{:}:stock") - 1 + zone->name.len + sku->len;
 
-    p = ngx_pnalloc(r->pool, 3 * len + NGX_TIME_T_LEN);
+    p = ngx_pnalloc(r->pool, 3 * len + NGX_TIME_T_LEN + NGX_INT_T_LEN);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -426,11 +478,16 @@ ngx_http_flashsale_reserve_call(ngx_http_request_t *r,
     argv[8] = *qty;
 
     argv[9].data = p;
-    argv[9].len = ngx_sprintf(p, "%M", hold) - p;
+    p = ngx_sprintf(p, "%M", hold);
+    argv[9].len = p - argv[9].data;
 
     ngx_str_set(&argv[10], NGX_HTTP_FLASHSALE_RECLAIM_BATCH);
 
-    return ngx_http_flashsale_redis_send(lcf->redis, r->connection->log, 11,
+    argv[11].data = p;
+    p = ngx_sprintf(p, "%ui", holders);
+    argv[11].len = p - argv[11].data;
+
+    return ngx_http_flashsale_redis_send(lcf->redis, r->connection->log, 12,
                                          argv, handler, data, cmdp);
 }
 
@@ -443,10 +500,12 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
 
     u_char                         *p;
     long long                       res[4];
-    ngx_int_t                       rc;
+    ngx_int_t                       rc, known;
+    redisReply                     *list;
     ngx_connection_t               *c;
     ngx_http_request_t             *r;
     ngx_http_flashsale_zone_t      *zone;
+    ngx_http_flashsale_holders_t    set;
     ngx_http_flashsale_loc_conf_t  *lcf;
 
     r = ctx->request;
@@ -457,8 +516,23 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
     ctx->cmd = NULL;
     ctx->reserving = NGX_HTTP_FLASHSALE_RESERVE_DONE;
 
+    known = NGX_DECLINED;
+
     rc = ngx_http_flashsale_reserve_result(c->log, zone, reply, status,
-                                           latency, res, 4);
+                                           latency, res, 4, &list);
+
+    if (rc == NGX_OK) {
+        known = ngx_http_flashsale_holders_read(r, ctx, reply, list, res,
+                                                &set);
+
+        if (known == NGX_ERROR) {
+            (void) ngx_atomic_fetch_add(&zone->sh->stats.redis_errors, 1);
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "flashsale: redis answered the script with "
+                          "holders that do not fit the answer");
+            rc = NGX_ERROR;
+        }
+    }
 
     /* a sold-out or unknown answer is Redis working */
     ngx_http_flashsale_reserve_outcome(ctx, c->log, rc != NGX_OK, latency);
@@ -478,6 +552,17 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
 
         if (lcf->reserve->latch) {
             ngx_http_flashsale_holders_add(zone, &ctx->visitor, &ctx->sku);
+        }
+
+        /*
+         * A new hold means units came back (expired holds, a release, an
+         * INCRBY): a latch of the SKU is stale, and its holders may miss
+         * this shopper.  The latch goes; the next sold-out answer sets it
+         * again with the holders of then.  latch_n is only a hint, read
+         * without the lock, that saves the lock when nothing is latched.
+         */
+        if (res[0] == 3 && zone->sh->latch_n) {
+            ngx_http_flashsale_latch_clear(zone, &ctx->sku);
         }
 
         /* the store reads it as a query string */
@@ -504,9 +589,15 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
     if (res[0] == 0) {
         (void) ngx_atomic_fetch_add(&zone->sh->stats.sold_out, 1);
 
-        /* latched only when none is left: a smaller qty may still fit */
-        if (res[1] <= 0 && lcf->reserve->latch) {
+        /*
+         * Latched only when none is left (a smaller qty may still fit),
+         * and only by an answer that was asked for the holders: one that
+         * was not (a holder's retry of a latched SKU) leaves the latch
+         * and its holders as they are, to run out.
+         */
+        if (res[1] <= 0 && lcf->reserve->latch && ctx->ask_holders) {
             ngx_http_flashsale_latch_set(zone, &ctx->sku, lcf->reserve->latch,
+                                         known == NGX_OK ? &set : NULL,
                                          c->log);
         }
 
@@ -575,17 +666,26 @@ ngx_http_flashsale_reserve_cleanup(void *data)
 }
 
 
-/* counts the call and checks the reply is an array of n integers or
- * fewer; what is missing reads as 0 */
+/*
+ * Counts the call and checks the reply is an array of n integers or
+ * fewer; what is missing reads as 0.  With "list", a last element that
+ * is an array (a sold-out answer's holders) is handed back there instead,
+ * and reads as 0 too: the caller checks it.
+ */
 static ngx_int_t
 ngx_http_flashsale_reserve_result(ngx_log_t *log,
     ngx_http_flashsale_zone_t *zone, redisReply *reply, ngx_uint_t status,
-    ngx_msec_t latency, long long *res, ngx_uint_t n)
+    ngx_msec_t latency, long long *res, ngx_uint_t n, redisReply **list)
 {
+    size_t                       last;
     ngx_uint_t                   i;
     ngx_http_flashsale_stats_t  *st;
 
     st = &zone->sh->stats;
+
+    if (list) {
+        *list = NULL;
+    }
 
     (void) ngx_atomic_fetch_add(&st->redis_calls, 1);
     (void) ngx_atomic_fetch_add(&st->redis_latency_ms, latency);
@@ -618,8 +718,16 @@ ngx_http_flashsale_reserve_result(ngx_log_t *log,
         return NGX_ERROR;
     }
 
+    last = reply->elements;
+
+    if (list && last > 1
+        && reply->element[last - 1]->type == REDIS_REPLY_ARRAY)
+    {
+        *list = reply->element[--last];
+    }
+
     for (i = 0; i < n; i++) {
-        if (i >= reply->elements) {
+        if (i >= last) {
             res[i] = 0;
             continue;
         }
@@ -638,6 +746,99 @@ ngx_http_flashsale_reserve_result(ngx_log_t *log,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * What a reservation's answer says of the SKU's live holders, checked
+ * against what was asked: NGX_OK when it listed them (then "set" holds
+ * their hashes, sorted, in the request's pool: the zone's lock is only
+ * held to copy them in), NGX_DECLINED when there is nothing to know or it
+ * only counted them (more than the cap), NGX_ERROR when the script cannot
+ * have given this answer.
+ */
+static ngx_int_t
+ngx_http_flashsale_holders_read(ngx_http_request_t *r,
+    ngx_http_flashsale_ctx_t *ctx, redisReply *reply, redisReply *list,
+    long long *res, ngx_http_flashsale_holders_t *set)
+{
+    size_t       i;
+    redisReply  *e;
+
+    if (!(ctx->ask_holders && res[0] == 0 && res[1] <= 0)) {
+        /* only a sold-out answer that was asked lists them */
+        return list ? NGX_ERROR : NGX_DECLINED;
+    }
+
+    /* {0, stock, n} when n is over the cap, else {0, stock, n, {...}} */
+
+    if (list == NULL) {
+        return (reply->elements == 3
+                && res[2] > NGX_HTTP_FLASHSALE_LATCH_HOLDERS)
+               ? NGX_DECLINED : NGX_ERROR;
+    }
+
+    if (reply->elements != 4
+        || list->elements > NGX_HTTP_FLASHSALE_LATCH_HOLDERS
+        || res[2] != (long long) list->elements)
+    {
+        return NGX_ERROR;
+    }
+
+    set->n = list->elements;
+    set->hash = NULL;
+
+    if (set->n == 0) {
+        return NGX_OK;
+    }
+
+    set->hash = ngx_palloc(r->pool, set->n * sizeof(uint64_t));
+    if (set->hash == NULL) {
+        /* the holders filter decides, as when there are too many */
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < list->elements; i++) {
+        e = list->element[i];
+
+        if (e->type != REDIS_REPLY_STRING) {
+            return NGX_ERROR;
+        }
+
+        set->hash[i] = ngx_http_flashsale_visitor_hash((u_char *) e->str,
+                                                       e->len);
+    }
+
+    ngx_qsort(set->hash, set->n, sizeof(uint64_t),
+              ngx_http_flashsale_holders_cmp);
+
+    return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_flashsale_holders_cmp(const void *one, const void *two)
+{
+    uint64_t  a, b;
+
+    a = *(const uint64_t *) one;
+    b = *(const uint64_t *) two;
+
+    return (a > b) - (a < b);
+}
+
+
+/*
+ * Two independent 32-bit hashes: two visitors share one with a chance of
+ * 2^-64, and then the second is only sent to Redis, which tells them
+ * apart.  Visitor ids come from signed passes, so nobody picks them to
+ * collide.
+ */
+static uint64_t
+ngx_http_flashsale_visitor_hash(u_char *data, size_t len)
+{
+    return (uint64_t) ngx_crc32_long(data, len) << 32
+           | ngx_murmur_hash2(data, len);
 }
 
 
@@ -728,7 +929,7 @@ ngx_http_flashsale_backend_handler(ngx_http_request_t *r)
                  op == NGX_HTTP_FLASHSALE_OP_STOCK
                  ? (r->method == NGX_HTTP_PUT ? "set" : "get")
                  : (char *) ngx_http_flashsale_ops[op].data,
-                 &bctx->sku, &visitor, &qty, 0,
+                 &bctx->sku, &visitor, &qty, 0, 0,
                  ngx_http_flashsale_backend_done, bctx, &bctx->cmd);
 
     if (rc == NGX_ERROR) {
@@ -775,7 +976,7 @@ ngx_http_flashsale_backend_done(void *data, redisReply *reply,
     bctx->cmd = NULL;
 
     rc = ngx_http_flashsale_reserve_result(c->log, zone, reply, status,
-                                           latency, res, 3);
+                                           latency, res, 3, NULL);
     if (rc != NGX_OK) {
         rc = ngx_http_flashsale_page_json_error(r,
                                                 NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -972,45 +1173,87 @@ ngx_http_flashsale_latch_list(ngx_http_flashsale_zone_t *zone,
 }
 
 
+/*
+ * Whether a reservation may be answered from the latch: the SKU is not
+ * latched, or it is and this visitor may hold some (both go to Redis),
+ * or it is sold out to them.  A latch that knows the SKU's holders is
+ * authoritative; one that does not leaves it to the holders filter.
+ * Every doubt goes to Redis: a hash two visitors share costs a call,
+ * never a wrong 409.
+ */
 static ngx_uint_t
-ngx_http_flashsale_latch_find(ngx_http_flashsale_zone_t *zone,
-    ngx_str_t *sku)
+ngx_http_flashsale_latch_test(ngx_http_flashsale_zone_t *zone,
+    ngx_str_t *sku, ngx_str_t *visitor)
 {
     uint32_t                     hash;
-    ngx_uint_t                   found;
+    uint64_t                     vh, *h;
+    ngx_uint_t                   rc, filter, lo, hi, mid;
     ngx_http_flashsale_latch_t  *l;
 
     hash = ngx_crc32_short(sku->data, sku->len);
-    found = 0;
+    vh = ngx_http_flashsale_visitor_hash(visitor->data, visitor->len);
+    rc = NGX_HTTP_FLASHSALE_LATCH_NONE;
+    filter = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     l = (ngx_http_flashsale_latch_t *)
             ngx_str_rbtree_lookup(&zone->sh->latch, sku, hash);
 
-    if (l) {
-        if ((ngx_msec_int_t) (l->expires - ngx_current_msec) > 0) {
-            found = 1;
+    if (l == NULL) {
+        /* void */
 
-        } else {
-            ngx_http_flashsale_latch_drop(zone, l);
+    } else if ((ngx_msec_int_t) (l->expires - ngx_current_msec) <= 0) {
+        ngx_http_flashsale_latch_drop(zone, l);
+
+    } else if (!l->known) {
+        filter = 1;
+
+    } else {
+        h = l->holders;
+        lo = 0;
+        hi = l->nholders;
+
+        while (lo < hi) {
+            mid = lo + (hi - lo) / 2;
+
+            if (h[mid] < vh) {
+                lo = mid + 1;
+
+            } else {
+                hi = mid;
+            }
         }
+
+        rc = (lo < l->nholders && h[lo] == vh)
+             ? NGX_HTTP_FLASHSALE_LATCH_HOLDER
+             : NGX_HTTP_FLASHSALE_LATCH_SOLD_OUT;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    return found;
+    if (filter) {
+        rc = ngx_http_flashsale_holders_test(zone, visitor, sku)
+             ? NGX_HTTP_FLASHSALE_LATCH_HOLDER
+             : NGX_HTTP_FLASHSALE_LATCH_SOLD_OUT;
+    }
+
+    return rc;
 }
 
 
+/* latches the SKU for "latch", with its holders when "set" is given;
+ * an existing latch is renewed and its holders replaced */
 static void
 ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
-    ngx_str_t *sku, ngx_msec_t latch, ngx_log_t *log)
+    ngx_str_t *sku, ngx_msec_t latch, ngx_http_flashsale_holders_t *set,
+    ngx_log_t *log)
 {
     size_t                       size;
     time_t                       now;
     uint32_t                     hash;
-    ngx_uint_t                   i, nomem;
+    uint64_t                    *h;
+    ngx_uint_t                   i, nomem, holders_nomem;
     ngx_queue_t                 *q;
     ngx_http_flashsale_sh_t     *sh;
     ngx_http_flashsale_latch_t  *l;
@@ -1019,6 +1262,7 @@ ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
     hash = ngx_crc32_short(sku->data, sku->len);
     size = offsetof(ngx_http_flashsale_latch_t, data) + sku->len;
     nomem = 0;
+    holders_nomem = 0;
     now = ngx_time();
 
     ngx_shmtx_lock(&zone->shpool->mutex);
@@ -1027,10 +1271,9 @@ ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
             ngx_str_rbtree_lookup(&sh->latch, sku, hash);
 
     if (l) {
-        l->expires = ngx_current_msec + latch;
         ngx_queue_remove(&l->queue);
         ngx_queue_insert_head(&sh->latch_queue, &l->queue);
-        goto done;
+        goto holders;
     }
 
     /* the oldest latches make room, expired or not: a full zone must
@@ -1063,11 +1306,50 @@ ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
     l->sn.str.data = l->data;
     l->sn.str.len = sku->len;
     l->sn.node.key = hash;
-    l->expires = ngx_current_msec + latch;
+    l->holders = NULL;
+    l->nholders = 0;
+    l->known = 0;
 
     ngx_rbtree_insert(&sh->latch, &l->sn.node);
     ngx_queue_insert_head(&sh->latch_queue, &l->queue);
     sh->latch_n++;
+
+holders:
+
+    l->expires = ngx_current_msec + latch;
+
+    /* the holders are those of the answer that latches, never older */
+    if (l->holders) {
+        ngx_slab_free_locked(zone->shpool, l->holders);
+        l->holders = NULL;
+    }
+
+    l->nholders = 0;
+    l->known = 0;
+
+    if (set == NULL) {
+        goto done;
+    }
+
+    if (set->n) {
+        h = ngx_slab_alloc_locked(zone->shpool, set->n * sizeof(uint64_t));
+        if (h == NULL) {
+            /* the holders filter decides, as before the holders were
+             * known: slower, still correct */
+            if (now - sh->holders_nomem_logged >= 60) {
+                sh->holders_nomem_logged = now;
+                holders_nomem = 1;
+            }
+
+            goto done;
+        }
+
+        ngx_memcpy(h, set->hash, set->n * sizeof(uint64_t));
+        l->holders = h;
+        l->nholders = set->n;
+    }
+
+    l->known = 1;
 
 done:
 
@@ -1080,6 +1362,15 @@ done:
                       "instead (a larger flashsale_zone size helps; logged "
                       "at most once a minute)", &zone->name);
     }
+
+    if (holders_nomem) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "flashsale: could not allocate the %ui holders of "
+                      "sold-out SKU \"%V\" in flashsale zone \"%V\"; the "
+                      "holders filter tells them apart instead (a larger "
+                      "flashsale_zone size helps; logged at most once a "
+                      "minute)", set->n, sku, &zone->name);
+    }
 }
 
 
@@ -1089,6 +1380,11 @@ ngx_http_flashsale_latch_drop(ngx_http_flashsale_zone_t *zone,
 {
     ngx_queue_remove(&l->queue);
     ngx_rbtree_delete(&zone->sh->latch, &l->sn.node);
+
+    if (l->holders) {
+        ngx_slab_free_locked(zone->shpool, l->holders);
+    }
+
     ngx_slab_free_locked(zone->shpool, l);
     zone->sh->latch_n--;
 }
@@ -1115,9 +1411,11 @@ ngx_http_flashsale_latch_clear(ngx_http_flashsale_zone_t *zone,
 
 /*
  * Who holds what, as a Bloom filter of (visitor, SKU) in the zone: sized
- * with the zone, no lock (atomic OR), never cleared.  A false positive
- * only costs a Redis call; once it fills up every latched request goes
- * to Redis, which is correct, only slower.
+ * with the zone, no lock (atomic OR), never cleared.  It decides only for
+ * a latch that does not know its holders (more than the cap of them, or
+ * no room in the zone).  A false positive only costs a Redis call; once
+ * it fills up every such latched request goes to Redis, which is correct,
+ * only slower.
  */
 
 static void

@@ -32,11 +32,20 @@ struct ngx_http_flashsale_reserve_s {
 };
 
 
-/* a SKU found sold out, remembered in the zone for "latch" */
+/*
+ * A SKU found sold out, remembered in the zone for "latch".  When Redis
+ * listed the SKU's live holders with the answer that set it ("known"),
+ * "holders" is their visitor ids' 64-bit hashes, sorted, in a slab block
+ * of its own (NULL when there are none): only they are let through to
+ * Redis.  Otherwise the holders filter decides.
+ */
 typedef struct {
     ngx_str_node_t                sn;
     ngx_queue_t                   queue;
     ngx_msec_t                    expires;
+    uint64_t                     *holders;
+    ngx_uint_t                    nholders;
+    ngx_uint_t                    known;
     u_char                        data[1];
 } ngx_http_flashsale_latch_t;
 

@@ -58,6 +58,7 @@ typedef struct {
     ngx_queue_t                   latch_queue; /* oldest first */
     ngx_uint_t                    latch_n;
     time_t                        nomem_logged;
+    time_t                        holders_nomem_logged;
     ngx_uint_t                    sample_next;
     ngx_http_flashsale_sample_t   samples[NGX_HTTP_FLASHSALE_SAMPLES];
     volatile uint32_t            *holders;
