@@ -1130,9 +1130,12 @@ ngx_http_flashsale_latch_init(ngx_http_flashsale_zone_t *zone)
 }
 
 
+/* the latched SKUs, most recent first, each with the number of holders
+ * its latch knows (-1: the holders filter decides) */
 ngx_uint_t
 ngx_http_flashsale_latch_list(ngx_http_flashsale_zone_t *zone,
-    ngx_str_t *skus, u_char *buf, ngx_uint_t max, ngx_uint_t *total)
+    ngx_str_t *skus, ngx_int_t *holders, u_char *buf, ngx_uint_t max,
+    ngx_uint_t *total)
 {
     ngx_uint_t                   n, live;
     ngx_msec_t                   now;
@@ -1162,6 +1165,7 @@ ngx_http_flashsale_latch_list(ngx_http_flashsale_zone_t *zone,
         skus[n].data = buf;
         skus[n].len = l->sn.str.len;
         buf = ngx_cpymem(buf, l->sn.str.data, l->sn.str.len);
+        holders[n] = l->known ? (ngx_int_t) l->nholders : -1;
         n++;
     }
 

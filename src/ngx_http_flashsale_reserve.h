@@ -61,7 +61,8 @@ ngx_int_t ngx_http_flashsale_reserve_handler(ngx_http_request_t *r,
 ngx_int_t ngx_http_flashsale_backend_handler(ngx_http_request_t *r);
 void ngx_http_flashsale_latch_init(ngx_http_flashsale_zone_t *zone);
 ngx_uint_t ngx_http_flashsale_latch_list(ngx_http_flashsale_zone_t *zone,
-    ngx_str_t *skus, u_char *buf, ngx_uint_t max, ngx_uint_t *total);
+    ngx_str_t *skus, ngx_int_t *holders, u_char *buf, ngx_uint_t max,
+    ngx_uint_t *total);
 
 
 #endif /* _NGX_HTTP_FLASHSALE_RESERVE_H_INCLUDED_ */

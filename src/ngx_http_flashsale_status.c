@@ -27,6 +27,8 @@ typedef struct {
     ngx_uint_t                           nskus;
     ngx_uint_t                           skus_total;
     ngx_str_t                            skus[NGX_HTTP_FLASHSALE_STATUS_SKUS];
+    ngx_int_t                            sku_holders[
+                                             NGX_HTTP_FLASHSALE_STATUS_SKUS];
     u_char                               sku_data[NGX_HTTP_FLASHSALE_STATUS_SKUS
                                                   * NGX_HTTP_FLASHSALE_SKU_LEN];
     ngx_uint_t                           nsamples;
@@ -44,10 +46,12 @@ typedef struct {
             "\"confirmed\":,\"errors\":,\"bad_requests\":},"                  \
             "\"redis\":{\"calls\":,\"errors\":,\"timeouts\":,"                \
             "\"latency_ms_avg\":.},\"sold_out_skus\":[],"                     \
-            "\"shm\":{\"size\":,\"used\":}},")                                \
+            "\"sold_out_holders\":{},\"shm\":{\"size\":,\"used\":}},")       \
      + 8 * NGX_INT_T_LEN + 3 + 3 * NGX_INT64_LEN + 2 * NGX_SIZE_T_LEN      \
      + 10 * NGX_ATOMIC_T_LEN + 3                                           \
      + NGX_HTTP_FLASHSALE_STATUS_SKUS * (NGX_HTTP_FLASHSALE_SKU_LEN + 3)   \
+     + NGX_HTTP_FLASHSALE_STATUS_SKUS * (NGX_HTTP_FLASHSALE_SKU_LEN + 4    \
+                                         + NGX_INT_T_LEN)                  \
      + sizeof(",\"history\":[]")                                           \
      + NGX_HTTP_FLASHSALE_SAMPLES * (sizeof("[,,,,,,],") + NGX_TIME_T_LEN   \
                                      + 6 * NGX_INT32_LEN))
@@ -146,6 +150,7 @@ ngx_http_flashsale_status_handler(ngx_http_request_t *r)
         ngx_http_flashsale_room_stats(zones[i], &snap[i].room);
         ngx_http_flashsale_breaker_stats(zones[i], &snap[i].breaker);
         snap[i].nskus = ngx_http_flashsale_latch_list(zones[i], snap[i].skus,
+                                           snap[i].sku_holders,
                                            snap[i].sku_data,
                                            NGX_HTTP_FLASHSALE_STATUS_SKUS,
                                            &snap[i].skus_total);
@@ -316,7 +321,22 @@ ngx_http_flashsale_status_json(u_char *p, ngx_http_flashsale_snapshot_t *s,
         p = ngx_sprintf(p, "%s\"%V\"", i ? "," : "", &s->skus[i]);
     }
 
-    p = ngx_sprintf(p, "],\"shm\":{\"size\":%uz,\"used\":%uz}",
+    /* the holders each latch knows; null: the holders filter decides */
+    p = ngx_cpymem(p, "],\"sold_out_holders\":{",
+                   sizeof("],\"sold_out_holders\":{") - 1);
+
+    for (i = 0; i < s->nskus; i++) {
+        p = ngx_sprintf(p, "%s\"%V\":", i ? "," : "", &s->skus[i]);
+
+        if (s->sku_holders[i] < 0) {
+            p = ngx_cpymem(p, "null", 4);
+
+        } else {
+            p = ngx_sprintf(p, "%i", s->sku_holders[i]);
+        }
+    }
+
+    p = ngx_sprintf(p, "},\"shm\":{\"size\":%uz,\"used\":%uz}",
                     st->shm_size, st->shm_used);
 
     if (history) {

@@ -91,6 +91,9 @@ is($Z{a}{reservations}{confirmed}, 1, 'a: confirmed 1');
 cmp_ok($Z{a}{reservations}{bad_requests}, '>=', 2, 'a: bad_requests >= 2');
 is($Z{a}{tickets_issued}, 3, 'a: tickets_issued 3');
 is_deeply($Z{a}{sold_out_skus}, ['A1'], 'a: sold_out_skus [A1]');
+is_deeply($Z{a}{sold_out_holders}, { A1 => 3 },
+          'a: sold_out_holders {A1: 3} (its holders when it was latched)');
+is_deeply($Z{b}{sold_out_holders}, {}, 'b: sold_out_holders {}');
 is($Z{a}{eta_new}, undef, 'a: eta_new null (paused)');
 cmp_ok($Z{b}{admitted}, '>', 0, 'b: admitted > 0');
 
