@@ -20,6 +20,7 @@ our @EXPORT = qw(
     cli commandstats evalsha_calls bearer pass_headers reserve_req
     zone_stats load_run open_request read_response parse_http
     start_aux_redis stock_key holds_key qty_key
+    reserve_script script_call add_holds redis_commands
 );
 
 sub stock_key { my ($zone, $sku) = @_; return "fs:{$zone:$sku}:stock" }
@@ -91,6 +92,74 @@ sub reserve_req {
 sub zone_stats {
     my ($t, $zone, $path) = @_;
     return $t->status($path // '/flashsale_status')->{ $zone // 'z' } || {};
+}
+
+# the reservation's Lua script, as the C string literals of
+# ngx_http_flashsale_script in src/ngx_http_flashsale_reserve.c give it
+# (as bench/bench.pl reads it)
+my $SCRIPT;
+sub reserve_script {
+    return $SCRIPT if defined $SCRIPT;
+    my $file = "$FlashsaleTest::ROOT/src/ngx_http_flashsale_reserve.c";
+    open my $fh, '<', $file or die "$file: $!";
+    my $src = do { local $/; <$fh> };
+    close $fh;
+    my ($block) = $src =~ /ngx_http_flashsale_script\s*=\s*\{\s*ngx_string\((.*?)\),\s*\{\s*0\s*\}\s*\};/s
+        or die "the script is not where ReserveTest expects it in $file";
+    my $text = '';
+    while ($block =~ /"((?:[^"\\]|\\.)*)"/g) {
+        my $lit = $1;
+        $lit =~ s/\\(n|t|r|\\|"|')/{ n => "\n", t => "\t", r => "\r", '\\' => '\\', '"' => '"', "'" => "'" }->{$1}/ge;
+        $text .= $lit;
+    }
+    return $SCRIPT = $text;
+}
+
+# script_call($t, op => 'reserve', sku =>, visitor =>, qty => 1,
+#             hold => ms, holders => cap, zone => 'z'): the script run
+# with EVAL straight in Redis, as another nginx node sharing the Redis
+# would run it; its reply (an array ref, or { error => ... })
+sub script_call {
+    my ($t, %o) = @_;
+    my $zone = $o{zone} // 'z';
+    my $sku = $o{sku} // die 'script_call: sku';
+    return $t->redis('EVAL', reserve_script(), 3, stock_key($zone, $sku),
+                     holds_key($zone, $sku), qty_key($zone, $sku),
+                     $o{op} // 'reserve', $o{visitor} // '-', $o{qty} // 1,
+                     $o{hold} // 600_000, 100, $o{holders} // 0);
+}
+
+# add_holds($t, $sku, $prefix, $n, $ms, zone => 'z'): $n live holds of 1
+# unit for visitors "$prefix1" .. "$prefix$n", expiring $ms after Redis'
+# now, written in one EVAL (stock untouched); returns the holds' count
+sub add_holds {
+    my ($t, $sku, $prefix, $n, $ms, %o) = @_;
+    my $zone = $o{zone} // 'z';
+    my $lua = <<'LUA';
+local t = redis.call('TIME')
+local e = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          + tonumber(ARGV[3])
+for i = 1, tonumber(ARGV[2]) do
+  redis.call('ZADD', KEYS[1], e, ARGV[1] .. i)
+  redis.call('HSET', KEYS[2], ARGV[1] .. i, 1)
+end
+return redis.call('ZCARD', KEYS[1])
+LUA
+    return $t->redis('EVAL', $lua, 2, holds_key($zone, $sku), qty_key($zone, $sku),
+                     $prefix, $n, $ms);
+}
+
+# every command Redis ran (INFO commandstats: calls, those inside scripts
+# included), but INFO itself
+sub redis_commands {
+    my ($to) = @_;
+    my $st = commandstats($to);
+    my $n = 0;
+    for my $c (keys %$st) {
+        next if $c eq 'info';
+        $n += ($st->{$c}{calls} // 0) + ($st->{$c}{rejected_calls} // 0);
+    }
+    return $n;
 }
 
 ###########################################################################
