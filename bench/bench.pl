@@ -726,7 +726,7 @@ sub setup_files {
 sub setup_redis_data {
     cli('SET', 'fs:{rz:R1}:stock', 1_000_000_000);     # reserve: large stock
     cli('SET', 'fs:{rz:B1}:stock', 1_000_000_000);     # redis-benchmark baseline
-    cli('SET', 'fs:{rz:S0}:stock', 0);                 # sold out
+    cli('SET', 'fs:{rz:S0}:stock', 50);                # sold out by latch_s0()
 
     $SCRIPT = reserve_script_text();
     $SHA = cli('SCRIPT', 'LOAD', $SCRIPT);
@@ -755,6 +755,22 @@ sub new_visitors {
     }
     close $s;
     return $waiting;
+}
+
+# latch S0 as a real drop ends: 50 other admitted visitors reserve its 50
+# units through nginx (50 live holds), then one reservation that Redis
+# answers sold out latches it, with those holders. Returns (reserved, the
+# latching answer); run again (profile mode) the holders get their holds back.
+sub latch_s0 {
+    $TOK{s0_holders} //= write_tokens("$RUN/tokens/s0_holders", 50, zone => 'rz', adm => 1);
+    open my $fh, '<', $TOK{s0_holders} or die "$TOK{s0_holders}: $!";
+    my $held = 0;
+    while (my $tok = <$fh>) {
+        chomp $tok;
+        $held++ if http_get('/s/cart?sku=S0&qty=1', Cookie => "flashsale=$tok")->{status} == 200;
+    }
+    close $fh;
+    return ($held, http_get('/s/cart?sku=S0&qty=1', Cookie => 'flashsale=' . first_line($TOK{sold_out})));
 }
 
 sub trip_breaker {
@@ -840,9 +856,7 @@ if ($opt_profile) {
             new_visitors(1000);
             setup_returning_tokens(1000);
         }
-        if ($p eq 'sold_out') {
-            http_get('/s/cart?sku=S0&qty=1', Cookie => 'flashsale=' . first_line($TOK{sold_out}));
-        }
+        latch_s0() if $p eq 'sold_out';
         trip_breaker() if $p eq 'breaker';
         probe($p) if $label eq $p;
         # the counts start here: what came before is setup
@@ -889,7 +903,7 @@ if ($opt_perf) {
     new_visitors(1000);
     setup_returning_tokens(1000);
     trip_breaker();
-    http_get('/s/cart?sku=S0&qty=1', Cookie => 'flashsale=' . first_line($TOK{sold_out}));
+    latch_s0();
     my $secs = $opt_profile_secs // 10;
     for my $p (split /,/, $opt_perf) {
         for my $side ('path', 'baseline') {
@@ -946,13 +960,20 @@ check('1 000 new visitors: 1 000 tickets issued, 999 wait', $wz->{tickets_issued
 setup_returning_tokens($wz->{tickets_issued});
 
 check('breaker of zone bz opened by one failed reservation (Redis down)', trip_breaker());
-# latch S0: one reservation that Redis answers sold out
+# latch S0: 50 other visitors hold its 50 units, then one reservation that
+# Redis answers sold out
 {
-    my $r = http_get('/s/cart?sku=S0&qty=1', Cookie => 'flashsale=' . first_line($TOK{sold_out}));
+    my ($held, $r) = latch_s0();
     my $z = zone_status('rz');
-    check('S0 latched after one sold-out answer from Redis',
-          $r->{status} == 409 && grep({ $_ eq 'S0' } @{ $z->{sold_out_skus} || [] }),
-          "status $r->{status}, sold_out_skus @{ $z->{sold_out_skus} || [] }");
+    my $holds = cli('ZCARD', 'fs:{rz:S0}:holds');
+    check('S0: its 50 units reserved through nginx by 50 other visitors',
+          $held == 50 && $holds == 50 && cli('GET', 'fs:{rz:S0}:stock') == 0,
+          "$held reserved, $holds holds in Redis");
+    check('S0 latched after one sold-out answer from Redis, with its 50 holders',
+          $r->{status} == 409 && grep({ $_ eq 'S0' } @{ $z->{sold_out_skus} || [] })
+          && ($z->{sold_out_holders}{S0} // -1) == 50,
+          "status $r->{status}, sold_out_skus @{ $z->{sold_out_skus} || [] }, "
+          . 'sold_out_holders ' . ($z->{sold_out_holders}{S0} // 'null'));
 }
 
 # a warm-up of every path, then the RSS the run starts with
