@@ -189,6 +189,22 @@ seed('redis_reply', 'bad-resp', $sels[0] . "*2\r\n:x\r\n\$5\r\nab");
 seed('redis_reply', 'resp3-ish', $sels[0] . "%1\r\n:1\r\n:2\r\n,1.5\r\n#t\r\n");
 seed('redis_reply', 'deep', $sels[0] . ("*1\r\n" x 20) . ":3\r\n");
 
+# sold-out answers to a reservation that asked for the SKU's holders
+# (selector bits 0 and 1: the latch on, holders asked)
+my $ask = "\x03\x0b\x43\x83\x03\x0b\x43\x83";
+my @holders = (
+    [ 0, 0, 2, [ '0123456789abcdef0123456789abcdef', 'node2-shopper' ] ],
+    [ 0, -3, 0, [] ],                            # nobody holds it
+    [ 0, 0, 5000 ],                              # more than the cap: a count
+    [ 0, 0, 3, [ 'a', 'b' ] ], [ 0, 0, 1, [ 5 ] ], [ 0, 0, 2 ],
+    [ 3, 1, 1796318029604, 0, [ 'x' ] ], [ 0, 0, -1, [] ],
+    [ 0, 0, 3, [ 'x' x 64, 'a', 'a' ] ],
+);
+for my $r (@holders) {
+    seed('redis_reply', 'holders', $ask . resp($r));
+}
+seed('redis_reply', 'holders-pipeline', $ask . join('', map { resp($_) } @holders));
+
 ###########################################################################
 # redis_stream: config byte, then operations (see fuzz_redis_stream.c)
 

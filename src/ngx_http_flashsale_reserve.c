@@ -829,16 +829,26 @@ ngx_http_flashsale_holders_cmp(const void *one, const void *two)
 
 
 /*
- * Two independent 32-bit hashes: two visitors share one with a chance of
- * 2^-64, and then the second is only sent to Redis, which tells them
- * apart.  Visitor ids come from signed passes, so nobody picks them to
- * collide.
+ * 64-bit FNV-1a: two visitors share a hash with a chance of about 2^-64,
+ * and then the second is only sent to Redis, which tells them apart.
+ * Visitor ids come from signed passes, so nobody picks them to collide.
+ * Not ngx_murmur_hash2(): it shifts bytes into an int, which is undefined
+ * for a byte above 127, and the ids here come from Redis' reply.
  */
 static uint64_t
 ngx_http_flashsale_visitor_hash(u_char *data, size_t len)
 {
-    return (uint64_t) ngx_crc32_long(data, len) << 32
-           | ngx_murmur_hash2(data, len);
+    size_t    i;
+    uint64_t  h;
+
+    h = 0xcbf29ce484222325ULL;
+
+    for (i = 0; i < len; i++) {
+        h ^= data[i];
+        h *= 0x100000001b3ULL;
+    }
+
+    return h;
 }
 
 
