@@ -693,6 +693,33 @@ ngx_http_flashsale_token_check(ngx_http_request_t *r,
 }
 
 
+/*
+ * In constant time, as CRYPTO_memcmp() is (a cached signature must not
+ * leak byte by byte), but a word at a time: CRYPTO_memcmp()'s byte loop
+ * over four ways was 2.7% of a worker's time.  The sixth word overlaps
+ * the fifth to cover the 43rd byte.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_flashsale_sig_equal(const u_char *a, const u_char *b)
+{
+    uint64_t           x, y, d;
+    ngx_uint_t         i;
+
+    static const size_t  at[] = { 0, 8, 16, 24, 32,
+                                   NGX_HTTP_FLASHSALE_SIG_LEN - 8 };
+
+    d = 0;
+
+    for (i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        ngx_memcpy(&x, a + at[i], sizeof(uint64_t));
+        ngx_memcpy(&y, b + at[i], sizeof(uint64_t));
+        d |= x ^ y;
+    }
+
+    return d == 0;
+}
+
+
 static ngx_http_flashsale_token_cached_t *
 ngx_http_flashsale_token_cached(u_char *sig,
     ngx_http_flashsale_token_cached_t **victim)
@@ -718,7 +745,7 @@ ngx_http_flashsale_token_cached(u_char *sig,
                                           * NGX_HTTP_FLASHSALE_CACHE_WAYS];
 
     for (i = 0; i < NGX_HTTP_FLASHSALE_CACHE_WAYS; i++) {
-        if (CRYPTO_memcmp(set[i].sig, sig, NGX_HTTP_FLASHSALE_SIG_LEN) == 0) {
+        if (ngx_http_flashsale_sig_equal(set[i].sig, sig)) {
             return &set[i];
         }
 
