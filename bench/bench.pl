@@ -211,6 +211,27 @@ sub proc_rss_kb {
     return $s =~ /^VmRSS:\s+(\d+)\s+kB/m ? $1 : 0;
 }
 
+# resident kB of a process by kind of mapping: malloc's [heap], anonymous
+# mappings (large malloc()s, libraries' arenas, shared memory zones are
+# "shm"), files (binaries, libraries) and the rest
+sub proc_rss_parts {
+    my ($pid) = @_;
+    my $s = slurp("/proc/$pid/smaps") // return {};
+    my (%k, $kind);
+    for (split /\n/, $s) {
+        if (/^[0-9a-f]+-[0-9a-f]+\s+\S+\s+\S+\s+\S+\s+\d+\s*(.*)$/) {
+            my $name = $1;
+            $kind = $name eq '[heap]' ? 'heap'
+                  : $name eq '' ? 'anon'
+                  : $name =~ m{^/dev/zero|^/SYSV|\(deleted\)} ? 'shm'
+                  : $name =~ m{^/} ? 'file' : 'other';
+        } elsif (/^Rss:\s+(\d+) kB/ && $kind) {
+            $k{$kind} += $1;
+        }
+    }
+    return \%k;
+}
+
 sub system_busy_ticks {      # all CPUs, since boot
     my $s = slurp('/proc/stat');
     my ($user, $nice, $sys, $idle, $iow, $irq, $sirq, $steal) =
@@ -981,6 +1002,7 @@ for my $p (@PATHS) {
     wrk_run(path => $PATH{$p}{url}, tokens => $TOK{$p}, secs => $O{warmup} || 1);
 }
 $RSS{start} = { map { $_ => proc_rss_kb($_) } @WORKERS };
+$RSS{start_parts} = { map { $_ => proc_rss_parts($_) } @WORKERS };
 push @RSS_TRACE, ['start', [ map { proc_rss_kb($_) } @WORKERS ]];
 
 my %RES;
@@ -1109,6 +1131,7 @@ if (grep { $_ eq 'waiting' } @PATHS) {
 }
 
 $RSS{end} = { map { $_ => proc_rss_kb($_) } @WORKERS };
+$RSS{end_parts} = { map { $_ => proc_rss_parts($_) } @WORKERS };
 my $elog = slurp("$RUN/error.log") // '';
 my @bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $elog;
 check('error.log: no [alert], [crit] or [emerg]', !@bad, scalar(@bad) . ' lines' . (@bad ? ": $bad[0]" : ''));
@@ -1181,8 +1204,11 @@ if (defined $SHM{used2}) {
     for my $pid (@WORKERS) {
         my ($b, $s, $e) = map { $RSS{$_}{$pid} } qw(boot start end);
         $grew ||= $e > $s;
-        push @l, sprintf 'worker %d: %s kB at boot, %s kB at start (after a warm-up of each path), %s kB at the end (%+d kB)',
-            $pid, fmt_n($b), fmt_n($s), fmt_n($e), $e - $s;
+        my ($ps, $pe) = ($RSS{start_parts}{$pid} || {}, $RSS{end_parts}{$pid} || {});
+        my $parts = join ', ', map { sprintf '%s %+d', $_, ($pe->{$_} // 0) - ($ps->{$_} // 0) }
+                               grep { ($pe->{$_} // 0) != ($ps->{$_} // 0) } sort keys %{ { %$ps, %$pe } };
+        push @l, sprintf 'worker %d: %s kB at boot, %s kB at start (after a warm-up of each path), %s kB at the end (%+d kB%s)',
+            $pid, fmt_n($b), fmt_n($s), fmt_n($e), $e - $s, $parts ? ": $parts" : '';
     }
     push @verdicts, ['rss', $grew ? 'MISS' : 'PASS'];
     $out .= "VmRSS " . join("\n      ", @l) . ": " . ($grew ? 'GREW, MISS' : 'no growth, PASS') . "\n";
