@@ -385,25 +385,29 @@ ngx_http_flashsale_redis_pick(ngx_http_flashsale_redis_t *redis)
     }
 
     /*
-     * The open connection with the least in flight takes the command
-     * while it has fewer than BATCH: commands of one event loop turn
-     * then share a write and Redis reads them in one go.  Another
-     * connection is opened only when every open one is that busy.
+     * The first open connection with fewer than BATCH in flight takes the
+     * command: the commands of one event loop turn then share one write,
+     * and Redis reads them in one go.  Spreading them over every open
+     * connection (the least busy first) split a turn's batch into as
+     * many writes as connections were open.  Another connection is
+     * opened only when every open one is that busy.
      */
     best = NULL;
 
     for (i = 0; i < redis->pool; i++) {
         cn = &redis->conns[i];
 
-        if (cn->state != NGX_HTTP_FLASHSALE_REDIS_CLOSED
-            && (best == NULL || cn->ninflight < best->ninflight))
-        {
+        if (cn->state == NGX_HTTP_FLASHSALE_REDIS_CLOSED) {
+            continue;
+        }
+
+        if (cn->ninflight < NGX_HTTP_FLASHSALE_REDIS_BATCH) {
+            return cn;
+        }
+
+        if (best == NULL || cn->ninflight < best->ninflight) {
             best = cn;
         }
-    }
-
-    if (best && best->ninflight < NGX_HTTP_FLASHSALE_REDIS_BATCH) {
-        return best;
     }
 
     for (n = 0; n < redis->pool; n++) {
