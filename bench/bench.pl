@@ -997,9 +997,18 @@ check('breaker of zone bz opened by one failed reservation (Redis down)', trip_b
           . 'sold_out_holders ' . ($z->{sold_out_holders}{S0} // 'null'));
 }
 
-# a warm-up of every path, then the RSS the run starts with
+# A warm-up of every path, then the RSS the run starts with.  The warm-up
+# uses 8 times the connections of a measured run: nginx keeps a connection's
+# and a parked request's memory in malloc's heap, and which worker accepts
+# each of wrk's connections is chance, so a measured run could give one
+# worker more connections at once than it had ever held, and its heap a
+# new high-water mark that says nothing of memory per request (plain nginx
+# serving a static file does the same).  After 8x (about 128 a worker), a
+# measured run (32 connections, 64 for the tickets) can hardly give one
+# worker more; RSS that still grows then grows with requests.
 for my $p (@PATHS) {
-    wrk_run(path => $PATH{$p}{url}, tokens => $TOK{$p}, secs => $O{warmup} || 1);
+    wrk_run(path => $PATH{$p}{url}, tokens => $TOK{$p}, secs => $O{warmup} || 1,
+            connections => 8 * $O{connections});
 }
 $RSS{start} = { map { $_ => proc_rss_kb($_) } @WORKERS };
 $RSS{start_parts} = { map { $_ => proc_rss_parts($_) } @WORKERS };
