@@ -1006,9 +1006,14 @@ check('breaker of zone bz opened by one failed reservation (Redis down)', trip_b
 # serving a static file does the same).  After 8x (about 128 a worker), a
 # measured run (32 connections, 64 for the tickets) can hardly give one
 # worker more; RSS that still grows then grows with requests.
+# The warm-up also sends each row's baseline (the static file at 8x too)
+# and reads the status as the rows do.
 for my $p (@PATHS) {
-    wrk_run(path => $PATH{$p}{url}, tokens => $TOK{$p}, secs => $O{warmup} || 1,
-            connections => 8 * $O{connections});
+    for my $url (grep { defined } $PATH{$p}{url}, $PATH{$p}{base}) {
+        wrk_run(path => $url, tokens => $TOK{$p}, secs => $O{warmup} || 1,
+                connections => 8 * $O{connections});
+    }
+    zone_status('pz');
 }
 $RSS{start} = { map { $_ => proc_rss_kb($_) } @WORKERS };
 $RSS{start_parts} = { map { $_ => proc_rss_parts($_) } @WORKERS };
