@@ -46,27 +46,31 @@ typedef struct {
 static void
 fz_check_format(ngx_uint_t argc, ngx_str_t *argv)
 {
-    int          n;
-    char        *ours, *theirs;
-    size_t       lens[8];
-    ssize_t      len;
-    ngx_uint_t   i;
-    const char  *args[8];
+    int                              n;
+    char                            *theirs;
+    size_t                           lens[8];
+    ngx_uint_t                       i;
+    const char                      *args[8];
+    ngx_http_flashsale_redis_cmd_t   cmd;
 
     for (i = 0; i < argc; i++) {
         args[i] = (const char *) argv[i].data;
         lens[i] = argv[i].len;
     }
 
-    len = ngx_http_flashsale_redis_format(&ours, argc, argv);
+    ngx_memzero(&cmd, sizeof(ngx_http_flashsale_redis_cmd_t));
+
     n = redisFormatCommandArgv(&theirs, (int) argc, args, lens);
 
-    if (len < 0 || n < 0 || len != n || memcmp(ours, theirs, n) != 0) {
+    if (ngx_http_flashsale_redis_format(&cmd, argc, argv) != NGX_OK
+        || n < 0 || cmd.len != (size_t) n
+        || memcmp(cmd.buf, theirs, n) != 0)
+    {
         fprintf(stderr, "RESP differs from hiredis's\n");
         abort();
     }
 
-    ngx_free(ours);
+    ngx_free(cmd.buf);
     redisFreeCommand(theirs);
 }
 
@@ -523,8 +527,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         while (!ngx_queue_empty(&redis->free)) {
             q = ngx_queue_head(&redis->free);
             ngx_queue_remove(q);
-            ngx_free(ngx_queue_data(q, ngx_http_flashsale_redis_cmd_t,
-                                    queue));
+            cmd = ngx_queue_data(q, ngx_http_flashsale_redis_cmd_t, queue);
+
+            if (cmd->buf) {
+                ngx_free(cmd->buf);
+            }
+
+            ngx_free(cmd);
         }
     }
 

@@ -19,6 +19,10 @@
 /* in flight on a connection before another one is opened */
 #define NGX_HTTP_FLASHSALE_REDIS_BATCH        8
 
+/* command buffers grow in steps of 256 and are kept up to 4 KB */
+#define NGX_HTTP_FLASHSALE_REDIS_CMD_ALIGN    256
+#define NGX_HTTP_FLASHSALE_REDIS_CMD_KEEP     4096
+
 #define NGX_HTTP_FLASHSALE_REDIS_BACKOFF_MIN  100
 #define NGX_HTTP_FLASHSALE_REDIS_BACKOFF_MAX  2000
 
@@ -48,9 +52,15 @@ struct ngx_http_flashsale_redis_cmd_s {
     void                         *data;
     ngx_msec_t                    start;
 
-    /* kept for scripted commands, to send again after NOSCRIPT */
-    char                         *raw;
-    size_t                        raw_len;
+    /*
+     * The command's RESP, in a buffer the record keeps when it goes back
+     * to the free list: a reservation mallocs nothing for its command.
+     * A scripted command's bytes are sent again after NOSCRIPT.
+     */
+    u_char                       *buf;
+    size_t                        size;
+    size_t                        len;
+    unsigned                      script:1;
 
     const char                   *what;      /* internal commands */
     unsigned                      internal:1;
@@ -93,8 +103,8 @@ static ngx_http_flashsale_redis_cmd_t *ngx_http_flashsale_redis_cmd_alloc(
     ngx_http_flashsale_redis_t *redis);
 static void ngx_http_flashsale_redis_cmd_free(ngx_http_flashsale_redis_t *redis,
     ngx_http_flashsale_redis_cmd_t *cmd);
-static ssize_t ngx_http_flashsale_redis_format(char **out, ngx_uint_t argc,
-    ngx_str_t *argv);
+static ngx_int_t ngx_http_flashsale_redis_format(
+    ngx_http_flashsale_redis_cmd_t *cmd, ngx_uint_t argc, ngx_str_t *argv);
 static void ngx_http_flashsale_redis_write_handler(ngx_event_t *wev);
 static void ngx_http_flashsale_redis_read_handler(ngx_event_t *rev);
 static ngx_int_t ngx_http_flashsale_redis_reply(
@@ -296,8 +306,6 @@ ngx_http_flashsale_redis_send(ngx_http_flashsale_redis_t *redis,
     ngx_http_flashsale_redis_handler_pt handler, void *data,
     ngx_http_flashsale_redis_cmd_t **cmdp)
 {
-    char                             *raw;
-    ssize_t                           len;
     ngx_http_flashsale_redis_cmd_t   *cmd;
     ngx_http_flashsale_redis_conn_t  *cn;
 
@@ -307,19 +315,15 @@ ngx_http_flashsale_redis_send(ngx_http_flashsale_redis_t *redis,
     }
 
     /* ngx_alloc() has logged a failure */
-    len = ngx_http_flashsale_redis_format(&raw, argc, argv);
-    if (len < 0) {
-        return NGX_ERROR;
-    }
-
     cmd = ngx_http_flashsale_redis_cmd_alloc(redis);
     if (cmd == NULL) {
-        ngx_free(raw);
         return NGX_ERROR;
     }
 
-    if (ngx_http_flashsale_redis_append(cn, raw, len) != NGX_OK) {
-        ngx_free(raw);
+    if (ngx_http_flashsale_redis_format(cmd, argc, argv) != NGX_OK
+        || ngx_http_flashsale_redis_append(cn, (char *) cmd->buf, cmd->len)
+           != NGX_OK)
+    {
         ngx_http_flashsale_redis_cmd_free(redis, cmd);
         return NGX_ERROR;
     }
@@ -327,16 +331,10 @@ ngx_http_flashsale_redis_send(ngx_http_flashsale_redis_t *redis,
     cmd->handler = handler;
     cmd->data = data;
 
-    /* an EVALSHA keeps its bytes: NOSCRIPT sends them once more */
-    if (argc && argv[0].len == 7
-        && ngx_strncasecmp(argv[0].data, (u_char *) "EVALSHA", 7) == 0)
-    {
-        cmd->raw = raw;
-        cmd->raw_len = len;
-
-    } else {
-        ngx_free(raw);
-    }
+    /* an EVALSHA's bytes are sent once more after NOSCRIPT */
+    cmd->script = (argc && argv[0].len == 7
+                   && ngx_strncasecmp(argv[0].data, (u_char *) "EVALSHA", 7)
+                      == 0);
 
     ngx_http_flashsale_redis_queue(cn, cmd);
 
@@ -596,26 +594,18 @@ static ngx_int_t
 ngx_http_flashsale_redis_internal(ngx_http_flashsale_redis_conn_t *cn,
     const char *what, ngx_uint_t argc, ngx_str_t *argv)
 {
-    char                            *raw;
-    ssize_t                          len;
-    ngx_int_t                        rc;
     ngx_http_flashsale_redis_cmd_t  *cmd;
-
-    len = ngx_http_flashsale_redis_format(&raw, argc, argv);
-    if (len < 0) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_flashsale_redis_append(cn, raw, len);
-
-    ngx_free(raw);
-
-    if (rc != NGX_OK) {
-        return NGX_ERROR;
-    }
 
     cmd = ngx_http_flashsale_redis_cmd_alloc(cn->redis);
     if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_flashsale_redis_format(cmd, argc, argv) != NGX_OK
+        || ngx_http_flashsale_redis_append(cn, (char *) cmd->buf, cmd->len)
+           != NGX_OK)
+    {
+        ngx_http_flashsale_redis_cmd_free(cn->redis, cmd);
         return NGX_ERROR;
     }
 
@@ -694,6 +684,8 @@ ngx_http_flashsale_redis_queue(ngx_http_flashsale_redis_conn_t *cn,
 static ngx_http_flashsale_redis_cmd_t *
 ngx_http_flashsale_redis_cmd_alloc(ngx_http_flashsale_redis_t *redis)
 {
+    u_char                          *buf;
+    size_t                           size;
     ngx_queue_t                     *q;
     ngx_http_flashsale_redis_cmd_t  *cmd;
 
@@ -701,6 +693,9 @@ ngx_http_flashsale_redis_cmd_alloc(ngx_http_flashsale_redis_t *redis)
         q = ngx_queue_head(&redis->free);
         ngx_queue_remove(q);
         cmd = ngx_queue_data(q, ngx_http_flashsale_redis_cmd_t, queue);
+
+        buf = cmd->buf;
+        size = cmd->size;
 
     } else {
         /* not from a request pool: a command outlives a request that
@@ -710,9 +705,15 @@ ngx_http_flashsale_redis_cmd_alloc(ngx_http_flashsale_redis_t *redis)
         if (cmd == NULL) {
             return NULL;
         }
+
+        buf = NULL;
+        size = 0;
     }
 
     ngx_memzero(cmd, sizeof(ngx_http_flashsale_redis_cmd_t));
+
+    cmd->buf = buf;
+    cmd->size = size;
 
     return cmd;
 }
@@ -722,17 +723,20 @@ static void
 ngx_http_flashsale_redis_cmd_free(ngx_http_flashsale_redis_t *redis,
     ngx_http_flashsale_redis_cmd_t *cmd)
 {
-    if (cmd->raw) {
-        ngx_free(cmd->raw);
-        cmd->raw = NULL;
+    /* a big command's buffer (SCRIPT LOAD) is not kept for small ones */
+    if (cmd->size > NGX_HTTP_FLASHSALE_REDIS_CMD_KEEP) {
+        ngx_free(cmd->buf);
+        cmd->buf = NULL;
+        cmd->size = 0;
     }
 
     ngx_queue_insert_head(&redis->free, &cmd->queue);
 }
 
 
-static ssize_t
-ngx_http_flashsale_redis_format(char **out, ngx_uint_t argc, ngx_str_t *argv)
+static ngx_int_t
+ngx_http_flashsale_redis_format(ngx_http_flashsale_redis_cmd_t *cmd,
+    ngx_uint_t argc, ngx_str_t *argv)
 {
     u_char      *p;
     size_t       len;
@@ -740,9 +744,8 @@ ngx_http_flashsale_redis_format(char **out, ngx_uint_t argc, ngx_str_t *argv)
 
     /*
      * RESP written by hand: hiredis 0.14's redisFormatCommandArgv() spent
-     * 9 500 instructions of a reservation in sprintf() for the lengths.
-     * malloc() memory, as hiredis's was: an EVALSHA keeps it until its
-     * reply, past the request that sent it.
+     * 9 500 instructions of a reservation in sprintf() for the lengths,
+     * and malloc()ed every command.
      */
     len = sizeof("*\r\n") - 1 + NGX_SIZE_T_LEN;
 
@@ -750,14 +753,23 @@ ngx_http_flashsale_redis_format(char **out, ngx_uint_t argc, ngx_str_t *argv)
         len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + argv[i].len;
     }
 
-    p = ngx_alloc(len, ngx_cycle->log);
-    if (p == NULL) {
-        return -1;
+    if (len > cmd->size) {
+        len = ngx_align(len, NGX_HTTP_FLASHSALE_REDIS_CMD_ALIGN);
+
+        p = ngx_alloc(len, ngx_cycle->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (cmd->buf) {
+            ngx_free(cmd->buf);
+        }
+
+        cmd->buf = p;
+        cmd->size = len;
     }
 
-    *out = (char *) p;
-
-    p = ngx_sprintf(p, "*%ui\r\n", argc);
+    p = ngx_sprintf(cmd->buf, "*%ui\r\n", argc);
 
     for (i = 0; i < argc; i++) {
         p = ngx_sprintf(p, "$%uz\r\n", argv[i].len);
@@ -766,7 +778,9 @@ ngx_http_flashsale_redis_format(char **out, ngx_uint_t argc, ngx_str_t *argv)
         *p++ = '\n';
     }
 
-    return p - (u_char *) *out;
+    cmd->len = p - cmd->buf;
+
+    return NGX_OK;
 }
 
 
@@ -969,14 +983,14 @@ ngx_http_flashsale_redis_reply(ngx_http_flashsale_redis_conn_t *cn,
 
     /* the script cache was flushed or Redis restarted: load it again
      * and repeat the call once, right behind the load */
-    if (cmd->raw && !cmd->retried
+    if (cmd->script && !cmd->retried
         && ngx_http_flashsale_redis_noscript(reply))
     {
         if (ngx_http_flashsale_redis_load_scripts(cn) != NGX_OK) {
             goto deliver;
         }
 
-        if (ngx_http_flashsale_redis_append(cn, cmd->raw, cmd->raw_len)
+        if (ngx_http_flashsale_redis_append(cn, (char *) cmd->buf, cmd->len)
             != NGX_OK)
         {
             goto deliver;
@@ -1152,7 +1166,13 @@ ngx_http_flashsale_redis_exit_process(ngx_http_flashsale_redis_t *redis)
     while (!ngx_queue_empty(&redis->free)) {
         q = ngx_queue_head(&redis->free);
         ngx_queue_remove(q);
-        ngx_free(ngx_queue_data(q, ngx_http_flashsale_redis_cmd_t, queue));
+        cmd = ngx_queue_data(q, ngx_http_flashsale_redis_cmd_t, queue);
+
+        if (cmd->buf) {
+            ngx_free(cmd->buf);
+        }
+
+        ngx_free(cmd);
     }
 }
 
