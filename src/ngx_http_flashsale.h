@@ -116,6 +116,7 @@ typedef struct {
     ngx_http_flashsale_redis_cmd_t  *cmd;     /* in flight */
     ngx_uint_t                    reserving;  /* NGX_HTTP_FLASHSALE_RESERVE_* */
     ngx_uint_t                    ask_holders; /* the SKU was not latched */
+    ngx_uint_t                    refresher;  /* of the SKU's old latch */
     ngx_str_t                     sku;
     ngx_str_t                     reservation;
 

@@ -38,6 +38,17 @@
 #define NGX_HTTP_FLASHSALE_LATCH_NONE     0   /* not latched */
 #define NGX_HTTP_FLASHSALE_LATCH_HOLDER   1   /* latched, may hold some */
 #define NGX_HTTP_FLASHSALE_LATCH_SOLD_OUT 2
+#define NGX_HTTP_FLASHSALE_LATCH_REFRESH  3   /* expired: ask Redis anew */
+
+/*
+ * How long an expired latch keeps answering while one request asks Redis
+ * whether the SKU is still sold out.  Without it every reservation in
+ * flight when a hot SKU's latch ran out went to Redis, each bringing back
+ * the list of up to 4096 holders.  The refresh normally takes one round
+ * trip; this bounds a refresh that never comes back (its shopper left,
+ * Redis timed out), after which another request asks.
+ */
+#define NGX_HTTP_FLASHSALE_LATCH_REFRESH_MAX  1000
 
 
 typedef struct {
@@ -389,7 +400,9 @@ ngx_http_flashsale_reserve_handler(ngx_http_request_t *r,
         }
 
         /* the answer that latches the SKU brings its holders along */
-        ctx->ask_holders = (latched == NGX_HTTP_FLASHSALE_LATCH_NONE);
+        ctx->ask_holders = (latched == NGX_HTTP_FLASHSALE_LATCH_NONE
+                            || latched == NGX_HTTP_FLASHSALE_LATCH_REFRESH);
+        ctx->refresher = (latched == NGX_HTTP_FLASHSALE_LATCH_REFRESH);
     }
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -532,6 +545,15 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
                           "holders that do not fit the answer");
             rc = NGX_ERROR;
         }
+    }
+
+    /*
+     * The request that refreshes an expired latch: anything but "still
+     * none left" (which renews it below) ends the latch, errors too, so
+     * nobody is told "sold out" on the strength of an answer not given.
+     */
+    if (ctx->refresher && !(rc == NGX_OK && res[0] == 0 && res[1] <= 0)) {
+        ngx_http_flashsale_latch_clear(zone, &ctx->sku);
     }
 
     /* a sold-out or unknown answer is Redis working */
@@ -1164,7 +1186,11 @@ ngx_http_flashsale_latch_list(ngx_http_flashsale_zone_t *zone,
     {
         l = ngx_queue_data(q, ngx_http_flashsale_latch_t, queue);
 
-        if ((ngx_msec_int_t) (l->expires - now) <= 0) {
+        /* in force: not expired, or still answering while refreshed */
+        if ((ngx_msec_int_t) (l->expires - now) <= 0
+            && !(l->refreshing
+                 && now - l->refresh < NGX_HTTP_FLASHSALE_LATCH_REFRESH_MAX))
+        {
             continue;
         }
 
@@ -1204,6 +1230,12 @@ ngx_http_flashsale_latch_test(ngx_http_flashsale_zone_t *zone,
     ngx_uint_t                   rc, filter, lo, hi, mid;
     ngx_http_flashsale_latch_t  *l;
 
+    /* nothing latched in the zone: no lock (a stale 0 only costs the
+     * Redis call a latch would have saved) */
+    if (zone->sh->latch_n == 0) {
+        return NGX_HTTP_FLASHSALE_LATCH_NONE;
+    }
+
     hash = ngx_crc32_short(sku->data, sku->len);
     vh = ngx_http_flashsale_visitor_hash(visitor->data, visitor->len);
     rc = NGX_HTTP_FLASHSALE_LATCH_NONE;
@@ -1217,8 +1249,15 @@ ngx_http_flashsale_latch_test(ngx_http_flashsale_zone_t *zone,
     if (l == NULL) {
         /* void */
 
-    } else if ((ngx_msec_int_t) (l->expires - ngx_current_msec) <= 0) {
-        ngx_http_flashsale_latch_drop(zone, l);
+    } else if ((ngx_msec_int_t) (l->expires - ngx_current_msec) <= 0
+               && (!l->refreshing
+                   || ngx_current_msec - l->refresh
+                      >= NGX_HTTP_FLASHSALE_LATCH_REFRESH_MAX))
+    {
+        /* this request asks Redis; the others keep the old answer */
+        l->refreshing = 1;
+        l->refresh = ngx_current_msec;
+        rc = NGX_HTTP_FLASHSALE_LATCH_REFRESH;
 
     } else if (!l->known) {
         filter = 1;
@@ -1270,7 +1309,7 @@ ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
     ngx_uint_t                   i, nomem, holders_nomem;
     ngx_queue_t                 *q;
     ngx_http_flashsale_sh_t     *sh;
-    ngx_http_flashsale_latch_t  *l;
+    ngx_http_flashsale_latch_t  *l, *stale;
 
     sh = zone->sh;
     hash = ngx_crc32_short(sku->data, sku->len);
@@ -1283,6 +1322,27 @@ ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
 
     l = (ngx_http_flashsale_latch_t *)
             ngx_str_rbtree_lookup(&sh->latch, sku, hash);
+
+    /*
+     * Latches nobody asked for since they expired stay for their refresh;
+     * a few of the oldest of them go whenever a SKU is latched, so that a
+     * zone whose sale moved on finds latch_n at 0 and takes no lock.
+     */
+    for (i = 0; i < 4 && !ngx_queue_empty(&sh->latch_queue); i++) {
+        q = ngx_queue_last(&sh->latch_queue);
+        stale = ngx_queue_data(q, ngx_http_flashsale_latch_t, queue);
+
+        if (stale == l
+            || (ngx_msec_int_t) (stale->expires - ngx_current_msec) > 0
+            || (stale->refreshing
+                && ngx_current_msec - stale->refresh
+                   < NGX_HTTP_FLASHSALE_LATCH_REFRESH_MAX))
+        {
+            break;
+        }
+
+        ngx_http_flashsale_latch_drop(zone, stale);
+    }
 
     if (l) {
         ngx_queue_remove(&l->queue);
@@ -1323,6 +1383,7 @@ ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
     l->holders = NULL;
     l->nholders = 0;
     l->known = 0;
+    l->refresh = 0;
 
     ngx_rbtree_insert(&sh->latch, &l->sn.node);
     ngx_queue_insert_head(&sh->latch_queue, &l->queue);
@@ -1331,6 +1392,7 @@ ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
 holders:
 
     l->expires = ngx_current_msec + latch;
+    l->refreshing = 0;
 
     /* the holders are those of the answer that latches, never older */
     if (l->holders) {

@@ -37,12 +37,16 @@ struct ngx_http_flashsale_reserve_s {
  * listed the SKU's live holders with the answer that set it ("known"),
  * "holders" is their visitor ids' 64-bit hashes, sorted, in a slab block
  * of its own (NULL when there are none): only they are let through to
- * Redis.  Otherwise the holders filter decides.
+ * Redis.  Otherwise the holders filter decides.  Once expired, one
+ * request asks Redis again ("refreshing") while the others are still
+ * answered from it, for at most LATCH_REFRESH.
  */
 typedef struct {
     ngx_str_node_t                sn;
     ngx_queue_t                   queue;
     ngx_msec_t                    expires;
+    ngx_msec_t                    refresh;    /* a refresh asked since */
+    ngx_uint_t                    refreshing;
     uint64_t                     *holders;
     ngx_uint_t                    nholders;
     ngx_uint_t                    known;
