@@ -61,6 +61,35 @@ fz_token_init(void)
 
     done = 1;
 
+    /* the cache's tag, against the SipHash-2-4 paper's test vectors (key
+     * 00..0f, message 00..len-1): a wrong one would still be consistent,
+     * so nothing else here would notice */
+    {
+        u_char          msg[64];
+        ngx_uint_t      i;
+        static const uint64_t  kat_key[2] = {
+            0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL
+        };
+        static const struct { size_t len; uint64_t tag; }  kat[] = {
+            { 0, 0x726fdb47dd0e0e31ULL }, { 1, 0x74f839c593dc67fdULL },
+            { 15, 0xa129ca6149be45e5ULL }, { 63, 0x958a324ceb064572ULL }
+        };
+
+        for (i = 0; i < sizeof(msg); i++) {
+            msg[i] = (u_char) i;
+        }
+
+        for (i = 0; i < sizeof(kat) / sizeof(kat[0]); i++) {
+            if (ngx_http_flashsale_siphash(kat_key, msg, kat[i].len)
+                != kat[i].tag)
+            {
+                fprintf(stderr, "SipHash-2-4 of %zu bytes is wrong\n",
+                        kat[i].len);
+                abort();
+            }
+        }
+    }
+
     fd = mkstemp(path);
     if (fd == -1
         || write(fd, fz_key0, sizeof(fz_key0) - 1) != sizeof(fz_key0) - 1
@@ -96,6 +125,11 @@ fz_token_init(void)
 
     fz_lcf.keys = &fz_keys;
     fz_lcf.cookie = &fz_cookie;
+
+    /* the worker's cache of verified tokens, as a worker starts it */
+    if (ngx_http_flashsale_token_init_process(&fz_cycle) != NGX_OK) {
+        abort();
+    }
 }
 
 
@@ -280,13 +314,13 @@ fz_compare_readers(ngx_pool_t *pool, const u_char *json, size_t len)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    u_char                       *p;
+    u_char                       *p, c;
     u_char                        visitor[NGX_HTTP_FLASHSALE_VISITOR_MAX];
     u_char                        visitor2[NGX_HTTP_FLASHSALE_VISITOR_MAX];
     size_t                        len, hlen;
     ngx_int_t                     rc, rc2;
     ngx_str_t                     token, *zone, *keys, cookie;
-    ngx_uint_t                    mode;
+    ngx_uint_t                    mode, i;
     ngx_pool_t                   *pool;
     fz_input_t                    in;
     ngx_array_t                   lines;
@@ -405,6 +439,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             {
                 fprintf(stderr, "a cached token reads differently\n");
                 abort();
+            }
+
+            /* its signature, cached now, on a signed part one character
+             * off, at the start or in the middle: the full check's "no" */
+            for (i = 0; i < 2; i++) {
+                p = claims.raw.data
+                    + (i ? (claims.raw.len - NGX_HTTP_FLASHSALE_SIG_LEN) / 2
+                         : 0);
+                c = *p;
+                *p = (c == 'A') ? 'B' : 'A';
+
+                rc2 = fz_read(pool, zone, auth, &lines, &claims2, visitor2);
+
+                *p = c;
+
+                if (rc2 == NGX_OK) {
+                    fprintf(stderr, "a cached signature passed other bytes\n");
+                    abort();
+                }
             }
         }
 

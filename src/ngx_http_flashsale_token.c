@@ -39,15 +39,20 @@
  * each time (HMAC, then libjwt's base64 and JSON with their mallocs) is
  * the module's main cost.  A worker remembers the claims of tokens it
  * verified, found by their signature, and the expiry is still checked
- * every time.  The signed part is not compared: a valid signature can
- * only come from its own token, and the claims returned are that token's,
- * so a signature copied onto other bytes gains nothing its token did not
- * already give.
+ * every time.  The signed part must be the one that was verified: a good
+ * signature copied onto other bytes would otherwise pass, and those bytes
+ * go on to the store in the Cookie or Authorization header and back to
+ * the client in a waiting page's "token".  Its length and a SipHash-2-4
+ * of it under a key drawn when the worker starts stand in for the bytes
+ * (a copy would be 250 bytes an entry): without the key a forger cannot
+ * aim at a tag, and a blind guess matches once in 2^64.
  */
 typedef struct {
     u_char                        sig[NGX_HTTP_FLASHSALE_SIG_LEN];
     ngx_uint_t                    generation; /* of the keys */
     u_char                       *zone;       /* name it was checked for */
+    uint64_t                      tag;        /* of the signed part */
+    size_t                        signed_len;
     uint64_t                      ticket;
     uint64_t                      start;
     time_t                        iat;
@@ -82,6 +87,7 @@ typedef struct {
 
 
 static ngx_http_flashsale_token_cached_t  *ngx_http_flashsale_token_cache;
+static uint64_t  ngx_http_flashsale_token_cache_key[2];
 static ngx_uint_t  ngx_http_flashsale_keys_generation;
 
 
@@ -94,6 +100,8 @@ static ngx_str_t *ngx_http_flashsale_token_key(ngx_http_flashsale_keys_t *keys,
     ngx_str_t *token, size_t signed_len, u_char *raw);
 static ngx_http_flashsale_token_cached_t *ngx_http_flashsale_token_cached(
     u_char *sig, ngx_http_flashsale_token_cached_t **victim);
+static uint64_t ngx_http_flashsale_siphash(const uint64_t *k,
+    const u_char *p, size_t len);
 static ngx_int_t ngx_http_flashsale_token_parse(u_char *p, u_char *last,
     ngx_http_flashsale_token_fields_t *f);
 static u_char *ngx_http_flashsale_token_string(u_char *p, u_char *last,
@@ -440,6 +448,17 @@ ngx_http_flashsale_token_init_process(ngx_cycle_t *cycle)
      * Written through now, so the worker's memory does not creep up
      * during the sale as the cache fills.
      */
+    if (getrandom(ngx_http_flashsale_token_cache_key,
+                  sizeof(ngx_http_flashsale_token_cache_key), 0)
+        != (ssize_t) sizeof(ngx_http_flashsale_token_cache_key))
+    {
+        /* a guessable key would let forged bytes through: no cache */
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "flashsale: getrandom() failed, every token will be "
+                      "verified in full");
+        return NGX_OK;
+    }
+
     ngx_http_flashsale_token_cache = ngx_alloc(size, cycle->log);
     if (ngx_http_flashsale_token_cache == NULL) {
         return NGX_ERROR;
@@ -581,6 +600,7 @@ ngx_http_flashsale_token_check(ngx_http_request_t *r,
 {
     u_char                             *p, *dot1, *dot2, *last;
     u_char                              raw[48];
+    uint64_t                            tag;
     u_char                              json[NGX_HTTP_FLASHSALE_JSON_MAX];
     ngx_str_t                          *key, sig, dec, body;
     const char                         *err;
@@ -614,7 +634,12 @@ ngx_http_flashsale_token_check(ngx_http_request_t *r,
     /* the cache is keyed by the signature as sent: no decoding on a hit */
     c = ngx_http_flashsale_token_cached(sig.data, &victim);
 
-    if (c && c->generation == keys->generation && c->zone == zone->data) {
+    tag = ngx_http_flashsale_siphash(ngx_http_flashsale_token_cache_key, p,
+                                     dot2 - p);
+
+    if (c && c->generation == keys->generation && c->zone == zone->data
+        && c->signed_len == (size_t) (dot2 - p) && c->tag == tag)
+    {
         if (c->exp <= ngx_time() - NGX_HTTP_FLASHSALE_LEEWAY) {
             return "expired";
         }
@@ -678,6 +703,8 @@ ngx_http_flashsale_token_check(ngx_http_request_t *r,
 
     if (err == NULL && c) {
         ngx_memcpy(c->sig, sig.data, NGX_HTTP_FLASHSALE_SIG_LEN);
+        c->tag = tag;
+        c->signed_len = dot2 - p;
         c->generation = keys->generation;
         c->zone = zone->data;
         c->ticket = claims->ticket;
@@ -690,6 +717,70 @@ ngx_http_flashsale_token_check(ngx_http_request_t *r,
     }
 
     return err;
+}
+
+
+/*
+ * SipHash-2-4 (Aumasson and Bernstein, 2012), written from the paper: a
+ * keyed hash made for short inputs, here about 250 bytes in 150 ns where
+ * the HMAC the cache saves takes over a microsecond.
+ */
+#define ngx_http_flashsale_rotl(x, b)  (((x) << (b)) | ((x) >> (64 - (b))))
+
+#define ngx_http_flashsale_sipround(v0, v1, v2, v3)                          \
+    v0 += v1; v1 = ngx_http_flashsale_rotl(v1, 13); v1 ^= v0;                 \
+    v0 = ngx_http_flashsale_rotl(v0, 32);                                     \
+    v2 += v3; v3 = ngx_http_flashsale_rotl(v3, 16); v3 ^= v2;                 \
+    v0 += v3; v3 = ngx_http_flashsale_rotl(v3, 21); v3 ^= v0;                 \
+    v2 += v1; v1 = ngx_http_flashsale_rotl(v1, 17); v1 ^= v2;                 \
+    v2 = ngx_http_flashsale_rotl(v2, 32)
+
+
+static uint64_t
+ngx_http_flashsale_siphash(const uint64_t *k, const u_char *p, size_t len)
+{
+    uint64_t       v0, v1, v2, v3, m;
+    ngx_uint_t     i;
+    const u_char  *last;
+
+    v0 = k[0] ^ 0x736f6d6570736575ULL;
+    v1 = k[1] ^ 0x646f72616e646f6dULL;
+    v2 = k[0] ^ 0x6c7967656e657261ULL;
+    v3 = k[1] ^ 0x7465646279746573ULL;
+
+    last = p + (len & ~(size_t) 7);
+
+    for ( /* void */ ; p < last; p += 8) {
+        m = (uint64_t) p[0] | (uint64_t) p[1] << 8 | (uint64_t) p[2] << 16
+            | (uint64_t) p[3] << 24 | (uint64_t) p[4] << 32
+            | (uint64_t) p[5] << 40 | (uint64_t) p[6] << 48
+            | (uint64_t) p[7] << 56;
+
+        v3 ^= m;
+        ngx_http_flashsale_sipround(v0, v1, v2, v3);
+        ngx_http_flashsale_sipround(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+
+    /* the last 0-7 bytes, and the length in the top byte */
+    m = (uint64_t) len << 56;
+
+    for (i = 0; i < (len & 7); i++) {
+        m |= (uint64_t) p[i] << (8 * i);
+    }
+
+    v3 ^= m;
+    ngx_http_flashsale_sipround(v0, v1, v2, v3);
+    ngx_http_flashsale_sipround(v0, v1, v2, v3);
+    v0 ^= m;
+
+    v2 ^= 0xff;
+
+    for (i = 0; i < 4; i++) {
+        ngx_http_flashsale_sipround(v0, v1, v2, v3);
+    }
+
+    return v0 ^ v1 ^ v2 ^ v3;
 }
 
 

@@ -153,6 +153,66 @@ for my $c (@cases) {
     is("@wrong", '', 'a signature changed at any one place is refused, the pass being cached');
 }
 
+# A signature both workers have cached, on a signed part it was not made
+# for.  The cache is found by the signature, but what it stands for is the
+# signed part it was checked with: the store behind us gets the cookie as
+# sent, and a waiting API client gets its token back in the body.
+{
+    my $good = tok(body());
+    for (1 .. 12) {
+        my $r = $t->get_json('/drop/item.html', Cookie => "flashsale=$good");
+        is($r->status, 200, 'the pass, cached') if $_ == 1;
+    }
+    my ($sig) = $good =~ /\.([^.]+)$/;
+    my $h = $b64->($ours);
+    my @forged = (
+        [ 'another sub', $h . '.' . $b64->(body(sub => '"mallory"')) . ".$sig" ],
+        [ 'an extra claim of the same length',
+          $h . '.' . $b64->(body() =~ s/"tkt":1/"tkt":2/r) . ".$sig" ],
+        [ 'one character more in the header', "${h}A." . ($good =~ /\.([^.]+)\./)[0] . ".$sig" ],
+    );
+    for my $f (@forged) {
+        my ($name, $tok) = @$f;
+        my @got;
+        for (1 .. 6) {
+            my $r = $t->get_json('/drop/item.html', Cookie => "flashsale=$tok");
+            push @got, join ' ', $r->status, $r->header('x-state') // '-',
+                $r->header('x-visitor') eq 'visitor1' ? 'visitor1' : 'other';
+        }
+        is("@got[0 .. 5]", join(' ', ('429 waiting other') x 6),
+           "a cached signature on $name: refused by both workers, six times");
+    }
+}
+
+# A waiting API client gets its ticket back as sent while it is young.
+# With a cached ticket's signature on a header of our own making, which
+# would have been written into the JSON as it stood, the answer is a new
+# ticket: signed by us, the body still JSON.
+{
+    my $r = $t->get_json('/drop/item.html');
+    my $ticket = ($r->json // {})->{token} // '';
+    like($ticket, qr/^[\w-]+\.[\w-]+\.[\w-]{43}$/, 'a waiting ticket in the JSON');
+    for (1 .. 12) {
+        $r = $t->get_json('/drop/item.html', Authorization => "Bearer $ticket");
+        is(($r->json // {})->{token}, $ticket, 'a young ticket, sent back as it came')
+            if $_ == 1;
+    }
+    my ($rest) = $ticket =~ /^[^.]+\.(.*)$/;
+    my $forged = qq{x","admitted":true,"y":"z.$rest};
+    my @bad;
+    for (1 .. 6) {
+        $r = $t->get_json('/drop/item.html', Authorization => "Bearer $forged");
+        my $j = $r->json;
+        push @bad, !$j ? 'not JSON: ' . $r->body
+                 : ($j->{token} // '') eq $forged ? 'the forged bytes echoed'
+                 : ($j->{token} // '') eq $ticket ? 'the cached ticket'
+                 : ($j->{token} // '') !~ /^[\w-]+\.[\w-]+\.[\w-]{43}$/ ? "token $j->{token}"
+                 : $r->status != 429 ? 'status ' . $r->status
+                 : ();
+    }
+    is("@bad", '', 'a cached ticket signature on forged bytes: a new ticket, six times');
+}
+
 # the same pass by Authorization: Bearer reads the same
 my $bearer = tok(body(extra => '"x":[1]'));
 my $r = $t->get_json('/drop/item.html', Authorization => "Bearer $bearer");
