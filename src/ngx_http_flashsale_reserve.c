@@ -116,7 +116,9 @@ static ngx_int_t ngx_http_flashsale_check_qty(ngx_str_t *qty,
  * ARGV: op, visitor, qty, hold ms, reclaim batch, holders cap (0: none)
  *
  * Redis' own clock decides expiry, so nginx nodes with skewed clocks
- * agree.  Every op first gives a bounded batch of expired holds back.
+ * agree.  Every op first gives a bounded batch of expired holds back;
+ * past the batch, an expired hold is still expired to every op, and
+ * "get" counts live holds only.
  * Replies: reserve {3 new | 2 existing, qty, expiry, stock} | {0, stock}
  * (sold out) | {-1} (no stock key: unknown SKU, never unlimited);
  * release/confirm {1, qty} | {0}; get {1, stock, holds}; set {1, stock}.
@@ -148,7 +150,7 @@ static ngx_http_flashsale_redis_script_t  ngx_http_flashsale_script = {
 "for _, v in ipairs(old) do back = back + drop(v) end\n"
 "if back > 0 then stock = redis.call('INCRBY', KEYS[1], back) end\n"
 "if op == 'get' then\n"
-"  return {1, stock, redis.call('ZCARD', KEYS[2])}\n"
+"  return {1, stock, redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')}\n"
 "end\n"
 "local exp = redis.call('ZSCORE', KEYS[2], ARGV[2])\n"
 "if op == 'reserve' then\n"
@@ -176,6 +178,10 @@ static ngx_http_flashsale_redis_script_t  ngx_http_flashsale_script = {
 "  return {3, q, e, stock}\n"
 "end\n"
 "if not exp then return {0} end\n"
+"if tonumber(exp) <= now then\n"
+"  redis.call('INCRBY', KEYS[1], drop(ARGV[2]))\n"
+"  return {0}\n"
+"end\n"
 "local q = drop(ARGV[2])\n"
 "if op == 'release' then redis.call('INCRBY', KEYS[1], q) end\n"
 "return {1, q}\n"),

@@ -278,4 +278,27 @@ my $s4 = zone_stats($t);
 is($s4->{reservations}{errors}, 0, 'status reservations.errors = 0 (NOSCRIPT is not an error)');
 is($s4->{redis}{errors}, 0, 'status redis.errors = 0');
 
+# An expired hold behind more than a reclaim batch (100) of other expired
+# holds is still expired: release and confirm answer 404 and give it back,
+# and a stock read counts live holds only.  (Last: add_holds() caches a
+# script of its own, and the NOSCRIPT tests above count scripts.)
+cli($t, 'SET', stock_key('z', 'R3'), 0);
+add_holds($t, 'R3', 'old', 150, -120000);     # ended 2 minutes ago
+add_holds($t, 'R3', 'victim', 2, -60000);     # ended a minute ago
+add_holds($t, 'R3', 'live', 3, 600000);       # ten minutes to go
+my $vc = $t->http(method => 'POST', path => '/confirm?sku=R3&visitor=victim1');
+is($vc->status, 404, 'confirming an expired hold behind 150 others: 404') or diag($vc->body);
+is(cli($t, 'GET', stock_key('z', 'R3')), '101',
+   'a batch of 100 and the expired hold itself went back to stock');
+is(cli($t, 'ZSCORE', holds_key('z', 'R3'), 'victim1'), '', 'the expired hold is gone');
+my $vr = $t->http(method => 'POST', path => '/release?sku=R3&visitor=victim2');
+is($vr->status, 404, 'releasing an expired hold behind 50 others: 404') or diag($vr->body);
+is(cli($t, 'GET', stock_key('z', 'R3')), '152', 'the other 50 and victim2 back: 152');
+cli($t, 'SET', stock_key('z', 'R4'), 0);
+add_holds($t, 'R4', 'old', 150, -120000);
+add_holds($t, 'R4', 'live', 3, 600000);
+is_deeply(stock_of('R4'), { sku => 'R4', stock => 100, holds => 3 },
+          'stock read: 100 back in this batch, 3 live holds (not the 50 expired ones left)');
+is(cli($t, 'ZCARD', holds_key('z', 'R4')), '53', 'Redis: the 50 expired past the batch are still there');
+
 $t->finish;
