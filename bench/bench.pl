@@ -1225,7 +1225,9 @@ if (defined $SHM{used2}) {
             $pid, fmt_n($b), fmt_n($s), fmt_n($e), $e - $s, $parts ? ": $parts" : '';
     }
     push @verdicts, ['rss', $grew ? 'MISS' : 'PASS'];
-    $out .= "VmRSS " . join("\n      ", @l) . ": " . ($grew ? 'GREW, MISS' : 'no growth, PASS') . "\n";
+    # the verdict on a line of its own: it is the workers', not the last one's
+    $out .= "VmRSS " . join("\n      ", @l) . "\n"
+          . "VmRSS verdict: " . ($grew ? 'a worker GREW, MISS' : 'no worker grew, PASS') . "\n";
     $out .= "VmRSS kB of the workers after each phase: "
         . join(', ', map { "$_->[0] " . join('/', @{ $_->[1] }) } @RSS_TRACE) . "\n";
 }
