@@ -28,6 +28,8 @@ static ngx_int_t ngx_http_flashsale_header_filter(ngx_http_request_t *r);
 static ngx_http_flashsale_ctx_t *ngx_http_flashsale_get_ctx(
     ngx_http_request_t *r);
 static void ngx_http_flashsale_ctx_cleanup(void *data);
+static void ngx_http_flashsale_leave_zone(ngx_http_request_t *r,
+    ngx_http_flashsale_ctx_t *ctx);
 
 static ngx_int_t ngx_http_flashsale_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -249,27 +251,37 @@ ngx_http_flashsale_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_flashsale_get_ctx(r);
 
-    /* decided once per request, internal redirects included */
     if (ctx != NULL) {
-        return NGX_DECLINED;
+        /* decided once per sale, internal redirects within it included */
+        if (ctx->zone == lcf->zone) {
+            return NGX_DECLINED;
+        }
+
+        /*
+         * try_files or error_page into another sale's location: that sale
+         * decides as if the request had come to it, or one sale's pass
+         * would reserve another's stock past its breaker
+         */
+        ngx_http_flashsale_leave_zone(r, ctx);
+
+    } else {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_flashsale_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /* an internal redirect clears module contexts; the cleanup finds
+         * ours again, as the realip module does */
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cln->handler = ngx_http_flashsale_ctx_cleanup;
+        cln->data = ctx;
+
+        ngx_http_set_ctx(r, ctx, ngx_http_flashsale_module);
     }
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_flashsale_ctx_t));
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* an internal redirect clears module contexts; the cleanup finds
-     * ours again, as the realip module does */
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_flashsale_ctx_cleanup;
-    cln->data = ctx;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_flashsale_module);
 
     ctx->zone = lcf->zone;
 
@@ -318,7 +330,10 @@ ngx_http_flashsale_reserve_phase(ngx_http_request_t *r)
 
     ctx = ngx_http_flashsale_get_ctx(r);
 
-    if (ctx == NULL || ctx->state != NGX_HTTP_FLASHSALE_STATE_ADMITTED) {
+    /* only a pass of this location's sale reserves its stock */
+    if (ctx == NULL || ctx->state != NGX_HTTP_FLASHSALE_STATE_ADMITTED
+        || ctx->zone != lcf->zone)
+    {
         return NGX_DECLINED;
     }
 
@@ -414,6 +429,30 @@ ngx_http_flashsale_get_ctx(ngx_http_request_t *r)
     }
 
     return NULL;
+}
+
+
+/*
+ * What the first sale holds for the request is given back before the next
+ * decides: a half-open probe slot, with no verdict (nothing it watches was
+ * reached through it), and a Redis command still in flight.
+ */
+static void
+ngx_http_flashsale_leave_zone(ngx_http_request_t *r,
+    ngx_http_flashsale_ctx_t *ctx)
+{
+    if (ctx->cmd) {
+        ngx_http_flashsale_redis_detach(ctx->cmd);
+    }
+
+    if (ctx->probe && !ctx->reported && ctx->zone->breaker) {
+        ngx_http_flashsale_breaker_report(ctx->zone, r->connection->log,
+                                          ctx->probe, ctx->probe_stamp,
+                                          NGX_HTTP_FLASHSALE_OUTCOME_NONE);
+    }
+
+    /* the cleanups that point at ctx stay, and find it empty */
+    ngx_memzero(ctx, sizeof(ngx_http_flashsale_ctx_t));
 }
 
 
