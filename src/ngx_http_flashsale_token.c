@@ -33,6 +33,9 @@
 #define NGX_HTTP_FLASHSALE_CACHE_SETS     4096
 #define NGX_HTTP_FLASHSALE_CACHE_WAYS     4
 
+/* cookies of our name checked in one request, the rest ignored */
+#define NGX_HTTP_FLASHSALE_COOKIES_MAX    4
+
 
 /*
  * A pass is sent with every request of an admitted shopper; checking it
@@ -86,13 +89,22 @@ typedef struct {
 } ngx_http_flashsale_token_fields_t;
 
 
+/* where the search for the next cookie of our name goes on */
+typedef struct {
+    ngx_uint_t                    line;        /* Cookie header */
+    u_char                       *p;           /* NULL: its start */
+} ngx_http_flashsale_cookie_iter_t;
+
+
 static ngx_http_flashsale_token_cached_t  *ngx_http_flashsale_token_cache;
 static uint64_t  ngx_http_flashsale_token_cache_key[2];
 static ngx_uint_t  ngx_http_flashsale_keys_generation;
 
 
-static ngx_int_t ngx_http_flashsale_token_find(ngx_http_request_t *r,
-    ngx_http_flashsale_loc_conf_t *lcf, ngx_str_t *token, ngx_uint_t which);
+static ngx_int_t ngx_http_flashsale_token_bearer(ngx_http_request_t *r,
+    ngx_str_t *token);
+static ngx_int_t ngx_http_flashsale_token_cookie_next(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_http_flashsale_cookie_iter_t *it, ngx_str_t *token);
 static const char *ngx_http_flashsale_token_check(ngx_http_request_t *r,
     ngx_http_flashsale_keys_t *keys, ngx_str_t *zone, ngx_str_t *token,
     ngx_http_flashsale_claims_t *claims, u_char *visitor_buf);
@@ -309,17 +321,15 @@ ngx_http_flashsale_token_read(ngx_http_request_t *r,
     ngx_http_flashsale_loc_conf_t *lcf, ngx_str_t *zone,
     ngx_http_flashsale_claims_t *claims, u_char *visitor_buf)
 {
-    const char  *err;
-    ngx_str_t    token;
-    ngx_uint_t   which;
+    u_char                             buf[NGX_HTTP_FLASHSALE_VISITOR_MAX];
+    const char                        *err;
+    ngx_str_t                          token;
+    ngx_uint_t                         n;
+    ngx_http_flashsale_claims_t        ticket;
+    ngx_http_flashsale_cookie_iter_t   it;
 
-    /* an API client's bearer token first, then the browser's cookie */
-    for (which = 0; which < 2; which++) {
-
-        if (ngx_http_flashsale_token_find(r, lcf, &token, which) != NGX_OK) {
-            continue;
-        }
-
+    /* an API client's bearer token first */
+    if (ngx_http_flashsale_token_bearer(r, &token) == NGX_OK) {
         err = ngx_http_flashsale_token_check(r, lcf->keys, zone, &token,
                                              claims, visitor_buf);
         if (err == NULL) {
@@ -328,8 +338,59 @@ ngx_http_flashsale_token_read(ngx_http_request_t *r,
         }
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "flashsale: %s token refused: %s",
-                      which == 0 ? "bearer" : "cookie", err);
+                      "flashsale: bearer token refused: %s", err);
+    }
+
+    /*
+     * Then the browser's cookies of our name: more than one comes when an
+     * old one with another path or domain lingers (a changed
+     * flashsale_cookie, a cookie set from a sibling domain), and it comes
+     * first.  Reading the first only would put a shopper at the back of
+     * the line on every visit, so the first pass wins, else the first
+     * ticket; only a few are checked, each costing a signature check.
+     */
+    ticket.raw.len = 0;
+    it.line = 0;
+    it.p = NULL;
+
+    for (n = 0; n < NGX_HTTP_FLASHSALE_COOKIES_MAX; n++) {
+
+        if (ngx_http_flashsale_token_cookie_next(r, &lcf->cookie->name, &it,
+                                                 &token)
+            != NGX_OK)
+        {
+            break;
+        }
+
+        err = ngx_http_flashsale_token_check(r, lcf->keys, zone, &token,
+                                             claims,
+                                             ticket.raw.len ? buf
+                                                            : visitor_buf);
+        if (err != NULL) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "flashsale: cookie token refused: %s", err);
+            continue;
+        }
+
+        claims->raw = token;
+
+        if (claims->admitted) {
+            if (ticket.raw.len) {
+                ngx_memcpy(visitor_buf, buf, claims->visitor.len);
+                claims->visitor.data = visitor_buf;
+            }
+
+            return NGX_OK;
+        }
+
+        if (ticket.raw.len == 0) {
+            ticket = *claims;
+        }
+    }
+
+    if (ticket.raw.len) {
+        *claims = ticket;
+        return NGX_OK;
     }
 
     return NGX_DECLINED;
@@ -500,61 +561,71 @@ ngx_http_flashsale_visitor_new(u_char *buf)
 }
 
 
+/*
+ * The next "name=value" pair of our name, as
+ * ngx_http_parse_multi_header_lines() would find it, but with memmem(): it
+ * runs for every request of every shopper and the generic parser was a
+ * third of our cost.  An empty value is passed over.
+ */
 static ngx_int_t
-ngx_http_flashsale_token_find(ngx_http_request_t *r,
-    ngx_http_flashsale_loc_conf_t *lcf, ngx_str_t *token, ngx_uint_t which)
+ngx_http_flashsale_token_cookie_next(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_http_flashsale_cookie_iter_t *it, ngx_str_t *token)
 {
     u_char           *p, *last, *start, *end;
     size_t            n;
-    ngx_str_t        *name;
-    ngx_uint_t        i;
-    ngx_table_elt_t  *h, **cookies;
+    ngx_table_elt_t **cookies;
 
-    if (which == 1) {
-        /*
-         * The first "name=value" pair, as ngx_http_parse_multi_header_lines()
-         * would find it, but with memmem(): it runs for every request of
-         * every shopper and the generic parser was a third of our cost.
-         */
-        name = &lcf->cookie->name;
-        cookies = r->headers_in.cookies.elts;
+    cookies = r->headers_in.cookies.elts;
 
-        for (i = 0; i < r->headers_in.cookies.nelts; i++) {
-            start = cookies[i]->value.data;
-            end = start + cookies[i]->value.len;
-            p = start;
+    for ( /* void */ ; it->line < r->headers_in.cookies.nelts; it->line++) {
+        start = cookies[it->line]->value.data;
+        end = start + cookies[it->line]->value.len;
+        p = it->p ? it->p : start;
 
-            while ((size_t) (end - p) > name->len) {
-                p = memmem(p, end - p, name->data, name->len);
+        while ((size_t) (end - p) > name->len) {
+            p = memmem(p, end - p, name->data, name->len);
 
-                if (p == NULL || (size_t) (end - p) <= name->len) {
-                    break;
+            if (p == NULL || (size_t) (end - p) <= name->len) {
+                break;
+            }
+
+            if ((p == start || p[-1] == ' ' || p[-1] == ';' || p[-1] == '\t')
+                && p[name->len] == '=')
+            {
+                p += name->len + 1;
+                last = memchr(p, ';', end - p);
+                n = (last ? last : end) - p;
+                it->p = p + n;
+
+                while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
+                    n--;
                 }
 
-                if ((p == start || p[-1] == ' ' || p[-1] == ';'
-                     || p[-1] == '\t')
-                    && p[name->len] == '=')
-                {
-                    p += name->len + 1;
-                    last = memchr(p, ';', end - p);
-                    n = (last ? last : end) - p;
-
-                    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
-                        n--;
-                    }
-
+                if (n) {
                     token->data = p;
                     token->len = n;
-
-                    return n ? NGX_OK : NGX_DECLINED;
+                    return NGX_OK;
                 }
 
-                p++;
+                p = it->p;
+                continue;
             }
+
+            p++;
         }
 
-        return NGX_DECLINED;
+        it->p = NULL;
     }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_flashsale_token_bearer(ngx_http_request_t *r, ngx_str_t *token)
+{
+    u_char           *p, *last;
+    ngx_table_elt_t  *h;
 
     h = r->headers_in.authorization;
 
