@@ -793,8 +793,9 @@ ngx_http_flashsale_token_check(ngx_http_request_t *r,
 
 /*
  * SipHash-2-4 (Aumasson and Bernstein, 2012), written from the paper: a
- * keyed hash made for short inputs, here about 250 bytes in 150 ns where
- * the HMAC the cache saves takes over a microsecond.
+ * keyed hash made for short inputs.  A pass's signed part of about 230
+ * bytes costs about 1 000 instructions (callgrind), where the HMAC and
+ * the claims' parse the cache saves cost about 20 000.
  */
 #define ngx_http_flashsale_rotl(x, b)  (((x) << (b)) | ((x) >> (64 - (b))))
 
@@ -822,10 +823,14 @@ ngx_http_flashsale_siphash(const uint64_t *k, const u_char *p, size_t len)
     last = p + (len & ~(size_t) 7);
 
     for ( /* void */ ; p < last; p += 8) {
+#if (NGX_HAVE_LITTLE_ENDIAN)
+        ngx_memcpy(&m, p, sizeof(uint64_t));
+#else
         m = (uint64_t) p[0] | (uint64_t) p[1] << 8 | (uint64_t) p[2] << 16
             | (uint64_t) p[3] << 24 | (uint64_t) p[4] << 32
             | (uint64_t) p[5] << 40 | (uint64_t) p[6] << 48
             | (uint64_t) p[7] << 56;
+#endif
 
         v3 ^= m;
         ngx_http_flashsale_sipround(v0, v1, v2, v3);
