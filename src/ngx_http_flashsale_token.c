@@ -29,7 +29,7 @@
 /* our claims take about 200 bytes; longer ones are left to libjwt */
 #define NGX_HTTP_FLASHSALE_JSON_MAX       512
 
-/* verified tokens remembered per worker: 2^12 sets of 4 (about 2.5 MB) */
+/* verified tokens remembered per worker: 2^12 sets of 4 (3 MB) */
 #define NGX_HTTP_FLASHSALE_CACHE_SETS     4096
 #define NGX_HTTP_FLASHSALE_CACHE_WAYS     4
 
