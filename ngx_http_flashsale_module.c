@@ -28,8 +28,6 @@ static ngx_int_t ngx_http_flashsale_header_filter(ngx_http_request_t *r);
 static ngx_http_flashsale_ctx_t *ngx_http_flashsale_get_ctx(
     ngx_http_request_t *r);
 static void ngx_http_flashsale_ctx_cleanup(void *data);
-static void ngx_http_flashsale_leave_zone(ngx_http_request_t *r,
-    ngx_http_flashsale_ctx_t *ctx);
 
 static ngx_int_t ngx_http_flashsale_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -251,37 +249,31 @@ ngx_http_flashsale_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_flashsale_get_ctx(r);
 
+    /*
+     * decided once per request, by the first sale it reaches: an internal
+     * redirect keeps that decision, and the cookie, probe and outcome it
+     * holds (see the reservation phase for another sale's location)
+     */
     if (ctx != NULL) {
-        /* decided once per sale, internal redirects within it included */
-        if (ctx->zone == lcf->zone) {
-            return NGX_DECLINED;
-        }
-
-        /*
-         * try_files or error_page into another sale's location: that sale
-         * decides as if the request had come to it, or one sale's pass
-         * would reserve another's stock past its breaker
-         */
-        ngx_http_flashsale_leave_zone(r, ctx);
-
-    } else {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_flashsale_ctx_t));
-        if (ctx == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        /* an internal redirect clears module contexts; the cleanup finds
-         * ours again, as the realip module does */
-        cln = ngx_pool_cleanup_add(r->pool, 0);
-        if (cln == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        cln->handler = ngx_http_flashsale_ctx_cleanup;
-        cln->data = ctx;
-
-        ngx_http_set_ctx(r, ctx, ngx_http_flashsale_module);
+        return NGX_DECLINED;
     }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_flashsale_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* an internal redirect clears module contexts; the cleanup finds
+     * ours again, as the realip module does */
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_flashsale_ctx_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_flashsale_module);
 
     ctx->zone = lcf->zone;
 
@@ -330,10 +322,30 @@ ngx_http_flashsale_reserve_phase(ngx_http_request_t *r)
 
     ctx = ngx_http_flashsale_get_ctx(r);
 
-    /* only a pass of this location's sale reserves its stock */
-    if (ctx == NULL || ctx->state != NGX_HTTP_FLASHSALE_STATE_ADMITTED
-        || ctx->zone != lcf->zone)
-    {
+    if (ctx == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /*
+     * try_files or error_page from another sale's location: its decision
+     * is not this sale's, and must not take this sale's stock past its
+     * queue and breaker
+     */
+    if (ctx->zone != lcf->zone) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "flashsale_reserve: request decided by zone \"%V\" "
+                      "refused in a location of zone \"%V\"; keep "
+                      "try_files and error_page within one zone",
+                      &ctx->zone->name, &lcf->zone->name);
+
+        rc = ngx_http_flashsale_page_error(r, NGX_HTTP_FORBIDDEN,
+                                           "not admitted to this sale", NULL);
+
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    if (ctx->state != NGX_HTTP_FLASHSALE_STATE_ADMITTED) {
         return NGX_DECLINED;
     }
 
@@ -429,30 +441,6 @@ ngx_http_flashsale_get_ctx(ngx_http_request_t *r)
     }
 
     return NULL;
-}
-
-
-/*
- * What the first sale holds for the request is given back before the next
- * decides: a half-open probe slot, with no verdict (nothing it watches was
- * reached through it), and a Redis command still in flight.
- */
-static void
-ngx_http_flashsale_leave_zone(ngx_http_request_t *r,
-    ngx_http_flashsale_ctx_t *ctx)
-{
-    if (ctx->cmd) {
-        ngx_http_flashsale_redis_detach(ctx->cmd);
-    }
-
-    if (ctx->probe && !ctx->reported && ctx->zone->breaker) {
-        ngx_http_flashsale_breaker_report(ctx->zone, r->connection->log,
-                                          ctx->probe, ctx->probe_stamp,
-                                          NGX_HTTP_FLASHSALE_OUTCOME_NONE);
-    }
-
-    /* the cleanups that point at ctx stay, and find it empty */
-    ngx_memzero(ctx, sizeof(ngx_http_flashsale_ctx_t));
 }
 
 
