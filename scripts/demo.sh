@@ -368,7 +368,8 @@ cart": the answer is the retry page (503, Retry-After: 2), which tries again
 by itself every 2 s.  Once at least 3 add-to-cart calls were made in the last
 10 s and half of them failed, the breaker opens for 15 s: every admitted
 request in /drop/ then gets the retry page from memory, without touching Redis
-or the store, and newcomers still get the waiting room.
+or the store.  Newcomers still queue; one admitted while it is open (nobody
+waiting, say) gets the retry page too.
   curl -s http://127.0.0.1:$FRONT_PORT/flashsale_status      "breaker":{"state":"open",...}
   grep breaker build/demo/error.log
 Bring Redis back with: scripts/demo.sh redis-start

@@ -1,8 +1,9 @@
 # Issue 5: every example configuration passes `nginx -t` with the built
 # module, and the Dockerfile only does what CI also does.
 #
-# - examples/headless.conf, php-fpm.conf, docker.conf and demo.conf (rendered
-#   the way scripts/demo.sh renders it) pass `nginx -t`, with no warning,
+# - examples/headless.conf, php-fpm.conf, docker.conf, demo.conf (rendered
+#   the way scripts/demo.sh renders it) and the README's minimal
+#   configuration pass `nginx -t`, with no warning,
 #   once their paths, ports and hosts point into this test's directory and
 #   at loopback;
 # - examples/log_format.conf is includable in http{} and logs the module's
@@ -371,6 +372,17 @@ my $scrape = ($job->{metrics_path} // '/') . '?'
     like($text, qr/server\s+unix:\S+php\S*fpm\.sock;/, 'php-fpm.conf: php-fpm on a unix socket');
     my ($conf) = map_ports(localize_debian($text, $t, $d), 6379 => $redis_port);
     nginx_t_ok('php-fpm.conf', $d, $conf);
+}
+
+# the README's minimal configuration, as a newcomer would copy it
+{
+    my $d = "$dir/readme-t";
+    make_path($d);
+    my ($text) = slurp("$ROOT/README.md")
+        =~ /^## A minimal configuration\n\n```nginx\n(.*?)^```/ms;
+    ok($text, 'README: a minimal configuration');
+    my ($conf) = map_ports(localize_debian($text // '', $t, $d), 6379 => $redis_port);
+    nginx_t_ok('the README\'s minimal configuration', $d, $conf);
 }
 
 my $headless_tpl = slurp("$ROOT/examples/headless.conf");
