@@ -377,6 +377,15 @@ ngx_http_flashsale_log_handler(ngx_http_request_t *r)
 {
     ngx_http_flashsale_ctx_t  *ctx;
 
+    /*
+     * with log_subrequest on, a subrequest (auth_request, SSI, mirror)
+     * would find the main request's context through the pool and report
+     * its own upstream in place of the main request's
+     */
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
     /* upstream outcomes and half-open probes report to the breaker */
     ctx = ngx_http_flashsale_get_ctx(r);
 

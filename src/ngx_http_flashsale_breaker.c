@@ -13,6 +13,8 @@
 #define NGX_HTTP_FLASHSALE_PROBE_SLOW_FACTOR  10
 
 
+static void ngx_http_flashsale_breaker_upstreams(ngx_http_request_t *r,
+    ngx_uint_t *failed, ngx_msec_t *latency);
 static void ngx_http_flashsale_breaker_trip(ngx_http_flashsale_zone_t *zone,
     ngx_http_flashsale_breaker_sh_t *b, ngx_msec_t now);
 static void ngx_http_flashsale_breaker_window(
@@ -441,7 +443,6 @@ ngx_http_flashsale_breaker_log(ngx_http_request_t *r,
 {
     ngx_uint_t                  outcome, failed;
     ngx_msec_t                  latency;
-    ngx_http_upstream_t        *u;
     ngx_http_flashsale_zone_t  *zone;
 
     zone = ctx->zone;
@@ -452,19 +453,17 @@ ngx_http_flashsale_breaker_log(ngx_http_request_t *r,
 
     ctx->reported = 1;
 
-    u = r->upstream;
     outcome = NGX_HTTP_FLASHSALE_OUTCOME_NONE;
 
     if (ctx->state == NGX_HTTP_FLASHSALE_STATE_ADMITTED
         && (zone->breaker->watch & NGX_HTTP_FLASHSALE_WATCH_UPSTREAM)
-        && u != NULL)
+        && r->upstream != NULL)
     {
-        latency = (u->state && u->state->response_time != (ngx_msec_t) -1)
-                  ? u->state->response_time : 0;
+        ngx_http_flashsale_breaker_upstreams(r, &failed, &latency);
 
-        failed = r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR
-                 || (u->state
-                     && u->state->status >= NGX_HTTP_INTERNAL_SERVER_ERROR);
+        if (r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            failed = 1;
+        }
 
         outcome = ngx_http_flashsale_breaker_outcome(zone, failed, latency);
     }
@@ -475,6 +474,49 @@ ngx_http_flashsale_breaker_log(ngx_http_request_t *r,
         ngx_http_flashsale_breaker_report(zone, r->connection->log,
                                           ctx->probe, ctx->probe_stamp,
                                           outcome);
+    }
+}
+
+
+/*
+ * Every upstream the request reached is judged by its last try: an
+ * error_page into another location's upstream must not hide the first
+ * one's 502 behind its own 200, while a try that proxy_next_upstream made
+ * good on another peer is no failure.  As in $upstream_status, an entry
+ * with no peer starts the next upstream.
+ */
+static void
+ngx_http_flashsale_breaker_upstreams(ngx_http_request_t *r,
+    ngx_uint_t *failed, ngx_msec_t *latency)
+{
+    ngx_uint_t                  i, n;
+    ngx_http_upstream_state_t  *st;
+
+    *failed = 0;
+    *latency = 0;
+
+    if (r->upstream_states == NULL) {
+        return;
+    }
+
+    st = r->upstream_states->elts;
+    n = r->upstream_states->nelts;
+
+    for (i = 0; i < n; i++) {
+
+        if (i + 1 < n && st[i + 1].peer != NULL) {
+            continue;
+        }
+
+        if (st[i].status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            *failed = 1;
+        }
+
+        if (st[i].response_time != (ngx_msec_t) -1
+            && st[i].response_time > *latency)
+        {
+            *latency = st[i].response_time;
+        }
     }
 }
 
