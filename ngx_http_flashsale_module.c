@@ -255,7 +255,21 @@ ngx_http_flashsale_handler(ngx_http_request_t *r)
      * holds (see the reservation phase for another sale's location)
      */
     if (ctx != NULL) {
-        return NGX_DECLINED;
+        if (ctx->state == NGX_HTTP_FLASHSALE_STATE_ADMITTED) {
+            return NGX_DECLINED;
+        }
+
+        /*
+         * only a failure after the answer was chosen (a request body that
+         * cannot be discarded, say) and the operator's error_page bring a
+         * request that was not let in here: it must not be served
+         */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "flashsale: request not admitted by zone \"%V\" "
+                      "refused after an internal redirect",
+                      &ctx->zone->name);
+
+        return NGX_HTTP_FORBIDDEN;
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_flashsale_ctx_t));

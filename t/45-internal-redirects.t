@@ -5,6 +5,8 @@
 # flashsale_reserve only reserves for a request its own sale decided:
 # anything else gets 403 and never reaches Redis (found by attacking the
 # module: a pass for sale "a" used to take a hold of sale "b"'s stock).
+# A request that was not admitted and comes back through error_page (its
+# body could not be discarded) gets 403, not the protected page.
 use strict;
 use warnings;
 use FindBin;
@@ -66,6 +68,7 @@ server {
     }
     location /b/ {
         flashsale zone=b;
+        error_page 400 = /b/page.txt;
     }
     location = /b/cart {
         flashsale zone=b rate=0r/s;
@@ -174,6 +177,19 @@ $r = reserve_as($t, '/up/ok', zone => 'a');
 is($r->status, 200, 'a good probe: 200');
 is(zst($t, 'a')->{breaker}{state}, 'closed', 'closes sale a');
 is(zst($t, 'b')->{breaker}{window_calls}, 0, "sale b's window still empty");
+
+# a newcomer to sale b (rate=0: waits) with a broken chunked body: the
+# waiting page is never sent (the body cannot be discarded), and the
+# operator's error_page 400 leads into sale b's own page.  The request was
+# not admitted: it is refused there, not served
+my $before = issued();
+$r = $t->http(method => 'POST', path => '/b/x',
+              raw => "POST /b/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                   . "Transfer-Encoding: chunked\r\n\r\nzz\r\n");
+is($r->status, 403, 'a waiting newcomer sent on by error_page 400: 403');
+unlike($r->body // '', qr/B PAGE/, 'not sale b\'s page');
+my ($ta, $tb) = split ' ', $before;
+is(issued(), join(' ', $ta, $tb + 1), 'its one ticket of sale b');
 
 unlike($t->error_log, qr/\[(alert|crit|emerg)\]|exited on signal/, 'nothing above error logged');
 
