@@ -121,7 +121,8 @@ is(scalar(grep { $_->{elapsed} < 0.5 } @refused), 4, 'refused at once, not after
 is(scalar(grep { $_->{elapsed} >= 0.9 } @through), 2, 'the probes took the store\'s 1 s');
 is($slow->hits, 2, 'the store received exactly 2 requests');
 
-$z = zst($t, 'u');
+# the probes report in the log phase, just after their answers went out
+$z = wait_state($t, 'u', 'closed', 5) // zst($t, 'u');
 is($z->{breaker}{state}, 'closed', 'both probes succeeded: closed');
 is($z->{breaker}{trips}, 1, 'trips still 1');
 is($z->{breaker}{window_calls}, 0, 'the window starts empty after closing');
@@ -148,7 +149,7 @@ ok(wait_state($t, 'u', 'half_open', 5), 'half_open again');
 my $before = store_hits();
 $r = shop('/shop/fail');
 is($r->status, 500, 'the probe reaches the store and gets its 500');
-$z = zst($t, 'u');
+$z = wait_state($t, 'u', 'open', 5) // zst($t, 'u');
 is($z->{breaker}{state}, 'open', 'a failed probe: open again');
 is($z->{breaker}{trips}, 3, 'trips 3');
 $r = shop('/shop/ok');
