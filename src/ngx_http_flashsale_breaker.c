@@ -381,8 +381,9 @@ ngx_http_flashsale_breaker_report(ngx_http_flashsale_zone_t *zone,
 
     } else if (to == NGX_HTTP_FLASHSALE_BREAKER_CLOSED) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "flashsale zone \"%V\": breaker closed: %ui half-open "
-                      "probes succeeded", &zone->name, bcf->half_open);
+                      "flashsale zone \"%V\": breaker closed: half-open "
+                      "probes succeeded: %ui of %ui", &zone->name,
+                      bcf->half_open, bcf->half_open);
     }
 }
 

@@ -952,7 +952,7 @@ ngx_http_flashsale_backend_handler(ngx_http_request_t *r)
             return ngx_http_flashsale_page_json_error(r,
                                     NGX_HTTP_BAD_REQUEST,
                                     "invalid or missing qty: use a whole "
-                                    "number from 0");
+                                    "number from 0 to 2147483647");
         }
     }
 

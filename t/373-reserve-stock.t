@@ -98,6 +98,15 @@ is(cli($t, 'GET', stock_key('z', 'S1')), '0', 'stock unchanged');
 is(zone_stats($t)->{reservations}{bad_requests} - $bad0, @bad + 3,
    'status reservations.bad_requests counts them');
 
+# the answer says the whole range
+is_deeply($t->http(method => 'PUT', path => '/stock?sku=S1')->json,
+          { error => 'invalid or missing qty: use a whole number from 0 to 2147483647' },
+          'PUT without qty: the error names the range');
+is($t->http(method => 'PUT', path => '/stock?sku=S1&qty=2147483648')->status, 400,
+   'PUT qty=2147483648: 400');
+is($t->http(method => 'PUT', path => '/stock?sku=S1&qty=2147483647')->status, 200,
+   'PUT qty=2147483647: 200');
+is($t->http(method => 'PUT', path => '/stock?sku=S1&qty=0')->status, 200, 'back to 0');
 # the 64-character limit is inclusive
 my $sku64 = 'y' x 64;
 is($t->http(method => 'PUT', path => "/stock?sku=$sku64&qty=2")->status, 200, 'a 64-character SKU: 200');

@@ -2,8 +2,8 @@
 # module, and the Dockerfile only does what CI also does.
 #
 # - examples/headless.conf, php-fpm.conf, docker.conf, demo.conf (rendered
-#   the way scripts/demo.sh renders it) and the README's minimal
-#   configuration pass `nginx -t`, with no warning,
+#   the way scripts/demo.sh renders it), the README's minimal configuration
+#   and the example of docs/directives.md pass `nginx -t`, with no warning,
 #   once their paths, ports and hosts point into this test's directory and
 #   at loopback;
 # - examples/log_format.conf is includable in http{} and logs the module's
@@ -374,15 +374,19 @@ my $scrape = ($job->{metrics_path} // '/') . '?'
     nginx_t_ok('php-fpm.conf', $d, $conf);
 }
 
-# the README's minimal configuration, as a newcomer would copy it
+# the README's minimal configuration and the example of directives.md, as
+# a newcomer would copy them
+for my $doc ([ 'README.md', 'A minimal configuration', 'readme-t' ],
+             [ 'docs/directives.md', 'Example configuration', 'directives-t' ])
 {
-    my $d = "$dir/readme-t";
+    my ($file, $heading, $sub) = @$doc;
+    my $d = "$dir/$sub";
     make_path($d);
-    my ($text) = slurp("$ROOT/README.md")
-        =~ /^## A minimal configuration\n\n```nginx\n(.*?)^```/ms;
-    ok($text, 'README: a minimal configuration');
+    my ($text) = slurp("$ROOT/$file")
+        =~ /^## \Q$heading\E\n\n```nginx\n(.*?)^```/ms;
+    ok($text, "$file: $heading");
     my ($conf) = map_ports(localize_debian($text // '', $t, $d), 6379 => $redis_port);
-    nginx_t_ok('the README\'s minimal configuration', $d, $conf);
+    nginx_t_ok("$file, $heading", $d, $conf);
 }
 
 my $headless_tpl = slurp("$ROOT/examples/headless.conf");
