@@ -330,8 +330,20 @@ ngx_http_flashsale_reserve_phase(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_flashsale_module);
 
-    if (lcf->reserve == NULL || r != r->main) {
+    if (lcf->reserve == NULL) {
         return NGX_DECLINED;
+    }
+
+    /*
+     * a subrequest (SSI, mirror, auth_request) is neither queued nor
+     * reserved for: it must not reach the add-to-cart behind this
+     * location without a hold
+     */
+    if (r != r->main) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "flashsale_reserve: subrequest refused in a location "
+                      "of zone \"%V\"", &lcf->zone->name);
+        return NGX_HTTP_FORBIDDEN;
     }
 
     ctx = ngx_http_flashsale_get_ctx(r);

@@ -23,6 +23,8 @@ $t->write_file('html/a/fallback.txt', "A FALLBACK\n");
 $t->write_file('html/b/page.txt', "B PAGE\n");
 $t->write_file('html/b/oops.html', "B OOPS\n");
 $t->write_file('html/ok.txt', "RESERVED\n");
+$t->write_file('html/ssi/page.html',
+               "before\n<!--#include virtual=\"/b/cart?sku=B1&qty=1\" -->\nafter\n");
 $t->start_redis;
 
 $t->run_nginx(<<'EOF');
@@ -77,6 +79,10 @@ server {
         add_header X-Visitor $flashsale_visitor always;
         add_header X-Reservation $flashsale_reservation always;
         alias %%DIR%%/html/ok.txt;
+    }
+    # a page of no sale that includes sale b's add-to-cart
+    location /ssi/ {
+        ssi on;
     }
     location = /flashsale_status { flashsale_status; }
 }
@@ -178,6 +184,20 @@ $r = reserve_as($t, '/up/ok', zone => 'a');
 is($r->status, 200, 'a good probe: 200');
 is((wait_state($t, 'a', 'closed', 5) // zst($t, 'a'))->{breaker}{state}, 'closed', 'closes sale a');
 is(zst($t, 'b')->{breaker}{window_calls}, 0, "sale b's window still empty");
+
+# a subrequest (SSI) into sale b's add-to-cart: neither queued nor
+# reserved for, so refused, and the store behind it is not reached
+$calls = evalsha_calls($t);
+my $mark = $t->log_mark;
+$r = $t->get('/ssi/page.html', Authorization => "Bearer $passB");
+is($r->status, 200, 'the page of no sale: 200');
+like($r->body, qr/^before\n/, 'its own text');
+unlike($r->body, qr/RESERVED/, 'not the add-to-cart\'s content');
+like($r->body, qr/403 Forbidden/, 'the include is refused with 403');
+is(evalsha_calls($t), $calls, 'no Redis call');
+is(cli($t, 'GET', stock_key('b', 'B1')), '9', 'stock still 9');
+like($t->log_since($mark), qr/\[info\].*flashsale_reserve: subrequest refused in a location of zone "b"/,
+     'logged at info');
 
 # a newcomer to sale b (rate=0: waits) with a broken chunked body: the
 # waiting page is never sent (the body cannot be discarded), and the
