@@ -13,7 +13,7 @@
 #define NGX_HTTP_FLASHSALE_PROBE_SLOW_FACTOR  10
 
 
-static void ngx_http_flashsale_breaker_upstreams(ngx_http_request_t *r,
+static ngx_uint_t ngx_http_flashsale_breaker_upstreams(ngx_http_request_t *r,
     ngx_uint_t *failed, ngx_msec_t *latency);
 static void ngx_http_flashsale_breaker_trip(ngx_http_flashsale_zone_t *zone,
     ngx_http_flashsale_breaker_sh_t *b, ngx_msec_t now);
@@ -442,7 +442,7 @@ void
 ngx_http_flashsale_breaker_log(ngx_http_request_t *r,
     ngx_http_flashsale_ctx_t *ctx)
 {
-    ngx_uint_t                  outcome, failed;
+    ngx_uint_t                  outcome, failed, tries;
     ngx_msec_t                  latency;
     ngx_http_flashsale_zone_t  *zone;
 
@@ -460,13 +460,21 @@ ngx_http_flashsale_breaker_log(ngx_http_request_t *r,
         && (zone->breaker->watch & NGX_HTTP_FLASHSALE_WATCH_UPSTREAM)
         && r->upstream != NULL)
     {
-        ngx_http_flashsale_breaker_upstreams(r, &failed, &latency);
+        tries = ngx_http_flashsale_breaker_upstreams(r, &failed, &latency);
 
         if (r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
             failed = 1;
         }
 
-        outcome = ngx_http_flashsale_breaker_outcome(zone, failed, latency);
+        /*
+         * a request that never got to try an upstream (its body could
+         * not be read, a cache hit) says nothing of the store: counted
+         * as a success it would close a half-open breaker on a dead one
+         */
+        if (failed || tries) {
+            outcome = ngx_http_flashsale_breaker_outcome(zone, failed,
+                                                         latency);
+        }
     }
 
     /* a probe that touched nothing watched (a static page, a bad sku, a
@@ -484,26 +492,36 @@ ngx_http_flashsale_breaker_log(ngx_http_request_t *r,
  * error_page into another location's upstream must not hide the first
  * one's 502 behind its own 200, while a try that proxy_next_upstream made
  * good on another peer is no failure.  As in $upstream_status, an entry
- * with no peer starts the next upstream.
+ * with no peer starts the next upstream.  The latency is what the shopper
+ * waited for upstreams: every try, a slow peer retried included.
  */
-static void
+static ngx_uint_t
 ngx_http_flashsale_breaker_upstreams(ngx_http_request_t *r,
     ngx_uint_t *failed, ngx_msec_t *latency)
 {
-    ngx_uint_t                  i, n;
+    ngx_uint_t                  i, n, tries;
     ngx_http_upstream_state_t  *st;
 
     *failed = 0;
     *latency = 0;
 
     if (r->upstream_states == NULL) {
-        return;
+        return 0;
     }
 
     st = r->upstream_states->elts;
     n = r->upstream_states->nelts;
+    tries = 0;
 
     for (i = 0; i < n; i++) {
+
+        if (st[i].peer != NULL) {
+            tries++;
+        }
+
+        if (st[i].response_time != (ngx_msec_t) -1) {
+            *latency += st[i].response_time;
+        }
 
         if (i + 1 < n && st[i + 1].peer != NULL) {
             continue;
@@ -512,13 +530,9 @@ ngx_http_flashsale_breaker_upstreams(ngx_http_request_t *r,
         if (st[i].status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
             *failed = 1;
         }
-
-        if (st[i].response_time != (ngx_msec_t) -1
-            && st[i].response_time > *latency)
-        {
-            *latency = st[i].response_time;
-        }
     }
+
+    return tries;
 }
 
 
