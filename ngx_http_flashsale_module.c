@@ -255,7 +255,10 @@ ngx_http_flashsale_handler(ngx_http_request_t *r)
      * holds (see the reservation phase for another sale's location)
      */
     if (ctx != NULL) {
-        if (ctx->state == NGX_HTTP_FLASHSALE_STATE_ADMITTED) {
+        /* post_action runs after the answer went out, whatever it was */
+        if (ctx->state == NGX_HTTP_FLASHSALE_STATE_ADMITTED
+            || r->post_action)
+        {
             return NGX_DECLINED;
         }
 

@@ -502,6 +502,13 @@ ngx_http_flashsale_page_send(ngx_http_request_t *r, ngx_uint_t status,
         return rc;
     }
 
+    /*
+     * our pages are made for this request and have no validators: an
+     * If-Unmodified-Since or If-Match must not turn a waiting page into
+     * a 412 (and an operator's error_page for it into a second answer)
+     */
+    r->disable_not_modified = 1;
+
     r->headers_out.status = status;
     r->headers_out.content_type = *type;
     r->headers_out.content_type_len = type->len;

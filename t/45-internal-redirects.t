@@ -32,6 +32,7 @@ flashsale_zone a:1m;
 flashsale_zone b:1m;
 flashsale_secret_file %%KEYS%%;
 flashsale_redis 127.0.0.1:%%REDIS_PORT%% timeout=2s;
+log_format st '$uri $status $flashsale_state';
 server {
     listen 127.0.0.1:%%PORT%%;
     root %%DIR%%/html;
@@ -71,6 +72,14 @@ server {
     location /b/ {
         flashsale zone=b;
         error_page 400 = /b/page.txt;
+        error_page 412 /b/page.txt;
+        access_log %%DIR%%/st.log st;
+    }
+    # a waiting room whose answers are followed by a tracking request
+    location /pa/ {
+        flashsale zone=b;
+        post_action /b/track;
+        access_log %%DIR%%/st.log st;
     }
     location = /b/cart {
         flashsale zone=b rate=0r/s;
@@ -211,6 +220,24 @@ is($r->status, 403, 'a waiting newcomer sent on by error_page 400: 403');
 unlike($r->body // '', qr/B PAGE/, 'not sale b\'s page');
 my ($ta, $tb) = split ' ', $before;
 is(issued(), join(' ', $ta, $tb + 1), 'its one ticket of sale b');
+
+# conditional headers do not turn a waiting page into a 412 (which an
+# error_page would then send on, to a 403)
+for my $h ([ 'If-Unmodified-Since' => 'Thu, 01 Jan 1970 00:00:01 GMT' ],
+           [ 'If-Match' => '"v1"' ], [ 'If-None-Match' => '*' ])
+{
+    $r = $t->get('/b/x', Accept => 'text/html', @$h);
+    is($r->status, 200, "a newcomer sending $h->[0]: the waiting page, 200");
+    like($r->body, qr/flashsale|wait/i, 'the waiting page itself');
+}
+$r = $t->get_json('/b/x', 'If-Unmodified-Since' => 'Thu, 01 Jan 1970 00:00:01 GMT');
+is($r->status, 429, 'as JSON: 429');
+
+# post_action runs after a waiting page too, and is not refused
+$r = $t->get('/pa/x', Accept => 'text/html');
+is($r->status, 200, 'a newcomer in a location with post_action: the waiting page');
+ok(poll_until(5, sub { ($t->read_file('st.log') // '') =~ m{^/b/track }m }), 'the post_action request ran');
+unlike($t->read_file('st.log') // '', qr{^/b/track 403}m, 'and was not refused with 403');
 
 unlike($t->error_log, qr/\[(alert|crit|emerg)\]|exited on signal/, 'nothing above error logged');
 
