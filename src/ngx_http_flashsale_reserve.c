@@ -390,7 +390,8 @@ ngx_http_flashsale_reserve_handler(ngx_http_request_t *r,
         (void) ngx_atomic_fetch_add(&zone->sh->stats.bad_requests, 1);
         return ngx_http_flashsale_page_error(r, NGX_HTTP_BAD_REQUEST,
                                     "invalid qty: use a whole number from "
-                                    "1 to the location's max_qty", &ctx->sku);
+                                    "1 to the location's max_qty, with no "
+                                    "leading zero", &ctx->sku);
     }
 
     /* a SKU Redis just called sold out is answered from memory, except
@@ -952,7 +953,8 @@ ngx_http_flashsale_backend_handler(ngx_http_request_t *r)
             return ngx_http_flashsale_page_json_error(r,
                                     NGX_HTTP_BAD_REQUEST,
                                     "invalid or missing qty: use a whole "
-                                    "number from 0 to 2147483647");
+                                    "number from 0 to 2147483647, with no "
+                                    "leading zero");
         }
     }
 
@@ -1144,8 +1146,12 @@ ngx_http_flashsale_check_qty(ngx_str_t *qty, ngx_uint_t max)
 {
     ngx_int_t  n;
 
-    /* ngx_atoi() takes digits only: no sign, space or exponent */
-    if (qty->len == 0 || qty->len > 10) {
+    /*
+     * ngx_atoi() takes digits only: no sign, space or exponent.  A leading
+     * zero is refused too: the stock is stored as sent, and Redis will not
+     * count down from "05"
+     */
+    if (qty->len == 0 || qty->len > 10 || qty->data[0] == '0') {
         return NGX_DECLINED;
     }
 

@@ -82,7 +82,9 @@ my $bad0 = zone_stats($t)->{reservations}{bad_requests};
 my @bad = ('/stock?sku=S1&qty=-1', '/stock?sku=S1&qty=abc', '/stock?sku=S1&qty=1.5',
            '/stock?sku=S1&qty=', '/stock?sku=S1', '/stock?sku=S1&qty=1e3',
            '/stock?sku=a/b&qty=1', '/stock?sku=&qty=1', '/stock?qty=1',
-           '/stock?sku=' . ('x' x 65) . '&qty=1');
+           '/stock?sku=' . ('x' x 65) . '&qty=1',
+           # Redis stores "05" as text and then refuses to count down from it
+           '/stock?sku=S1&qty=05', '/stock?sku=S1&qty=00');
 for my $p (@bad) {
     my $r = $t->http(method => 'PUT', path => $p);
     is($r->status, 400, "PUT $p: 400");
@@ -100,7 +102,7 @@ is(zone_stats($t)->{reservations}{bad_requests} - $bad0, @bad + 3,
 
 # the answer says the whole range
 is_deeply($t->http(method => 'PUT', path => '/stock?sku=S1')->json,
-          { error => 'invalid or missing qty: use a whole number from 0 to 2147483647' },
+          { error => 'invalid or missing qty: use a whole number from 0 to 2147483647, with no leading zero' },
           'PUT without qty: the error names the range');
 is($t->http(method => 'PUT', path => '/stock?sku=S1&qty=2147483648')->status, 400,
    'PUT qty=2147483648: 400');

@@ -65,6 +65,7 @@ my @bad_qty = (
     [ '+1',      '/cart/add?sku=A1&qty=+1' ],
     [ 'abc',     '/cart/add?sku=A1&qty=abc' ],
     [ 'huge',    '/cart/add?sku=A1&qty=99999999999999999999' ],
+    [ '01 (a leading zero)', '/cart/add?sku=A1&qty=01' ],
 );
 
 my $n400 = 0;
