@@ -382,7 +382,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                &cmd);
             if (rc == NGX_OK) {
                 if (b & 2) {
-                    ngx_http_flashsale_redis_detach(cmd);
+                    ngx_http_flashsale_redis_detach(cmd, NULL, NULL);
                     slots[nslots].detached = 1;
                 }
 

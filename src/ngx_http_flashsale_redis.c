@@ -344,12 +344,16 @@ ngx_http_flashsale_redis_send(ngx_http_flashsale_redis_t *redis,
 }
 
 
+/*
+ * The request went away: its reply is still read (pipelining needs it),
+ * and goes to a handler whose data outlives requests, or nowhere (NULL).
+ */
 void
-ngx_http_flashsale_redis_detach(ngx_http_flashsale_redis_cmd_t *cmd)
+ngx_http_flashsale_redis_detach(ngx_http_flashsale_redis_cmd_t *cmd,
+    ngx_http_flashsale_redis_handler_pt handler, void *data)
 {
-    /* the reply will be read and dropped: pipelining needs it read */
-    cmd->handler = NULL;
-    cmd->data = NULL;
+    cmd->handler = handler;
+    cmd->data = data;
 }
 
 

@@ -50,7 +50,8 @@ ngx_int_t ngx_http_flashsale_redis_send(ngx_http_flashsale_redis_t *redis,
 ngx_int_t ngx_http_flashsale_redis_add_script(
     ngx_http_flashsale_redis_t *redis,
     ngx_http_flashsale_redis_script_t *script);
-void ngx_http_flashsale_redis_detach(ngx_http_flashsale_redis_cmd_t *cmd);
+void ngx_http_flashsale_redis_detach(ngx_http_flashsale_redis_cmd_t *cmd,
+    ngx_http_flashsale_redis_handler_pt handler, void *data);
 void ngx_http_flashsale_redis_exit_process(ngx_http_flashsale_redis_t *redis);
 ngx_uint_t ngx_http_flashsale_redis_noscript(redisReply *reply);
 

@@ -76,6 +76,8 @@ static ngx_int_t ngx_http_flashsale_reserve_call(ngx_http_request_t *r,
 static void ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
     ngx_uint_t status, ngx_msec_t latency);
 static void ngx_http_flashsale_reserve_cleanup(void *data);
+static void ngx_http_flashsale_reserve_orphan(void *data, redisReply *reply,
+    ngx_uint_t status, ngx_msec_t latency);
 static ngx_int_t ngx_http_flashsale_reserve_result(ngx_log_t *log,
     ngx_http_flashsale_zone_t *zone, redisReply *reply, ngx_uint_t status,
     ngx_msec_t latency, long long *res, ngx_uint_t n, redisReply **list);
@@ -88,6 +90,15 @@ static uint64_t ngx_http_flashsale_visitor_hash(u_char *data, size_t len);
 static void ngx_http_flashsale_backend_done(void *data, redisReply *reply,
     ngx_uint_t status, ngx_msec_t latency);
 static void ngx_http_flashsale_backend_cleanup(void *data);
+static void ngx_http_flashsale_confirm_orphan(void *data, redisReply *reply,
+    ngx_uint_t status, ngx_msec_t latency);
+static void ngx_http_flashsale_release_orphan(void *data, redisReply *reply,
+    ngx_uint_t status, ngx_msec_t latency);
+static void ngx_http_flashsale_stock_orphan(void *data, redisReply *reply,
+    ngx_uint_t status, ngx_msec_t latency);
+static ngx_int_t ngx_http_flashsale_backend_orphan(
+    ngx_http_flashsale_zone_t *zone, redisReply *reply, ngx_uint_t status,
+    ngx_msec_t latency);
 static ngx_uint_t ngx_http_flashsale_latch_test(
     ngx_http_flashsale_zone_t *zone, ngx_str_t *sku, ngx_str_t *visitor);
 static void ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
@@ -689,8 +700,43 @@ ngx_http_flashsale_reserve_cleanup(void *data)
     ngx_http_flashsale_ctx_t  *ctx = data;
 
     if (ctx->cmd) {
-        ngx_http_flashsale_redis_detach(ctx->cmd);
+        ngx_http_flashsale_redis_detach(ctx->cmd,
+                                        ngx_http_flashsale_reserve_orphan,
+                                        ctx->zone);
         ctx->cmd = NULL;
+    }
+}
+
+
+/*
+ * The shopper left while the call was in flight: Redis made the hold (or
+ * said sold out) all the same, and the status counts what it did.
+ */
+static void
+ngx_http_flashsale_reserve_orphan(void *data, redisReply *reply,
+    ngx_uint_t status, ngx_msec_t latency)
+{
+    ngx_http_flashsale_zone_t *zone = data;
+
+    long long    res[4];
+    redisReply  *list;
+
+    if (ngx_http_flashsale_reserve_result(ngx_cycle->log, zone, reply, status,
+                                          latency, res, 4, &list)
+        != NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.errors, 1);
+        return;
+    }
+
+    if (res[0] == 3) {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.reserved, 1);
+
+    } else if (res[0] == 0) {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.sold_out, 1);
+
+    } else if (res[0] == -1) {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.bad_requests, 1);
     }
 }
 
@@ -1093,10 +1139,88 @@ ngx_http_flashsale_backend_cleanup(void *data)
 {
     ngx_http_flashsale_backend_ctx_t  *bctx = data;
 
-    if (bctx->cmd) {
-        ngx_http_flashsale_redis_detach(bctx->cmd);
-        bctx->cmd = NULL;
+    ngx_http_flashsale_redis_handler_pt  handler;
+
+    if (bctx->cmd == NULL) {
+        return;
     }
+
+    switch (bctx->lcf->backend) {
+
+    case NGX_HTTP_FLASHSALE_OP_CONFIRM:
+        handler = ngx_http_flashsale_confirm_orphan;
+        break;
+
+    case NGX_HTTP_FLASHSALE_OP_RELEASE:
+        handler = ngx_http_flashsale_release_orphan;
+        break;
+
+    default: /* NGX_HTTP_FLASHSALE_OP_STOCK */
+        handler = ngx_http_flashsale_stock_orphan;
+        break;
+    }
+
+    ngx_http_flashsale_redis_detach(bctx->cmd, handler,
+                                    bctx->lcf->backend_zone);
+    bctx->cmd = NULL;
+}
+
+
+/*
+ * The store's back end left while its call was in flight: a confirmation
+ * or release Redis made is counted all the same (retrying it gets 404).
+ */
+static void
+ngx_http_flashsale_confirm_orphan(void *data, redisReply *reply,
+    ngx_uint_t status, ngx_msec_t latency)
+{
+    ngx_http_flashsale_zone_t *zone = data;
+
+    if (ngx_http_flashsale_backend_orphan(zone, reply, status, latency)
+        == NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.confirmed, 1);
+    }
+}
+
+
+static void
+ngx_http_flashsale_release_orphan(void *data, redisReply *reply,
+    ngx_uint_t status, ngx_msec_t latency)
+{
+    ngx_http_flashsale_zone_t *zone = data;
+
+    if (ngx_http_flashsale_backend_orphan(zone, reply, status, latency)
+        == NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&zone->sh->stats.released, 1);
+    }
+}
+
+
+static void
+ngx_http_flashsale_stock_orphan(void *data, redisReply *reply,
+    ngx_uint_t status, ngx_msec_t latency)
+{
+    (void) ngx_http_flashsale_backend_orphan(data, reply, status, latency);
+}
+
+
+/* NGX_OK: Redis confirmed or released a hold */
+static ngx_int_t
+ngx_http_flashsale_backend_orphan(ngx_http_flashsale_zone_t *zone,
+    redisReply *reply, ngx_uint_t status, ngx_msec_t latency)
+{
+    long long  res[3];
+
+    if (ngx_http_flashsale_reserve_result(ngx_cycle->log, zone, reply, status,
+                                          latency, res, 3, NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return res[0] > 0 ? NGX_OK : NGX_DECLINED;
 }
 
 
