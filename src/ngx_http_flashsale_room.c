@@ -288,7 +288,14 @@ ngx_http_flashsale_room_advance(ngx_http_flashsale_zone_t *zone,
 
     cap = (sh->tickets + 1 + zone->burst) * NGX_HTTP_FLASHSALE_WM_ONE;
 
-    if (sh->watermark >= cap || zone->rate == 0) {
+    if (sh->watermark >= cap) {
+        /* a reload that lowered burst takes back the admissions nobody
+         * holds a ticket for yet, or they would all go at once */
+        sh->watermark = cap;
+        return;
+    }
+
+    if (zone->rate == 0) {
         return;
     }
 
