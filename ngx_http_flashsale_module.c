@@ -53,6 +53,10 @@ static char *ngx_http_flashsale_secret_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_flashsale_cookie(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_flashsale_cookie_value(ngx_str_t *value);
+static char *ngx_http_flashsale_zone_tokens(ngx_conf_t *cf,
+    ngx_http_flashsale_main_conf_t *fmcf,
+    ngx_http_flashsale_loc_conf_t *conf);
 static char *ngx_http_flashsale_page(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_flashsale_status(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -848,6 +852,10 @@ ngx_http_flashsale_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->cookie = fmcf->cookie;
     }
 
+    if (ngx_http_flashsale_zone_tokens(cf, fmcf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     for (i = 0; i < NGX_HTTP_FLASHSALE_PAGE_N; i++) {
         if (conf->pages[i]) {
             continue;
@@ -861,6 +869,93 @@ ngx_http_flashsale_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         }
 
         conf->pages[i] = fmcf->pages[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A pass admits in every location of its zone: they must all verify with
+ * the same keys and read the same cookie.  Two zones with one cookie take
+ * each other's tokens: a shopper in both sales keeps one place only.
+ */
+static char *
+ngx_http_flashsale_zone_tokens(ngx_conf_t *cf,
+    ngx_http_flashsale_main_conf_t *fmcf, ngx_http_flashsale_loc_conf_t *conf)
+{
+    ngx_uint_t                    i;
+    ngx_http_flashsale_zone_t    *zone, *z, **zones;
+    ngx_http_flashsale_cookie_t  *a, *b;
+
+    zone = conf->zone;
+
+    if (zone->keys == NULL) {
+        zone->keys = conf->keys;
+
+    } else if (zone->keys != conf->keys
+               && (zone->keys->file.len != conf->keys->file.len
+                   || ngx_strncmp(zone->keys->file.data, conf->keys->file.data,
+                                  conf->keys->file.len)
+                      != 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "flashsale zone=%V has one key file: every "
+                           "location of the zone must see the same "
+                           "flashsale_secret_file (\"%V\" here, \"%V\" in "
+                           "another location); set it once, e.g. in the "
+                           "http block", &zone->name, &conf->keys->file,
+                           &zone->keys->file);
+        return NGX_CONF_ERROR;
+    }
+
+    a = conf->cookie;
+
+    if (zone->cookie) {
+        b = zone->cookie;
+
+        if (a == b
+            || (a->name.len == b->name.len && a->attrs.len == b->attrs.len
+                && ngx_strncmp(a->name.data, b->name.data, a->name.len) == 0
+                && ngx_strncmp(a->attrs.data, b->attrs.data, a->attrs.len)
+                   == 0))
+        {
+            return NGX_CONF_OK;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "flashsale zone=%V has one cookie: every location "
+                           "of the zone must see the same flashsale_cookie "
+                           "(\"%V%V\" here, \"%V%V\" in another location); "
+                           "set it once, e.g. in the http block",
+                           &zone->name, &a->name, &a->attrs, &b->name,
+                           &b->attrs);
+        return NGX_CONF_ERROR;
+    }
+
+    zone->cookie = a;
+
+    zones = fmcf->zones.elts;
+
+    for (i = 0; i < fmcf->zones.nelts; i++) {
+        z = zones[i];
+
+        if (z == zone || z->cookie == NULL
+            || z->cookie->name.len != a->name.len
+            || ngx_strncmp(z->cookie->name.data, a->name.data, a->name.len)
+               != 0)
+        {
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "flashsale zones \"%V\" and \"%V\" share the "
+                           "cookie \"%V\": a shopper in both sales keeps "
+                           "the token of one only and queues again in the "
+                           "other; give each zone its own "
+                           "\"flashsale_cookie name\"", &z->name,
+                           &zone->name, &a->name);
+        break;
     }
 
     return NGX_CONF_OK;
@@ -1014,10 +1109,11 @@ ngx_http_flashsale(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_flashsale_loc_conf_t  *lcf = conf;
 
+    u_char                     *eq;
     time_t                      session;
     ngx_int_t                   burst;
     ngx_str_t                  *value, s, name;
-    ngx_uint_t                  i, rate, rate_set;
+    ngx_uint_t                  i, j, rate, rate_set;
     ngx_http_flashsale_zone_t  *zone;
 
     if (lcf->zone) {
@@ -1025,6 +1121,27 @@ ngx_http_flashsale(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     value = cf->args->elts;
+
+    /* "rate=50r/s ... rate=0r/s" would quietly be a paused sale */
+    for (i = 1; i < cf->args->nelts; i++) {
+        eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+        if (eq == NULL) {
+            continue;
+        }
+
+        for (j = i + 1; j < cf->args->nelts; j++) {
+            if (value[j].len > (size_t) (eq - value[i].data)
+                && ngx_strncmp(value[j].data, value[i].data,
+                               eq - value[i].data + 1) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "flashsale: \"%*s\" is given twice; "
+                                   "give each parameter once",
+                                   eq - value[i].data + 1, value[i].data);
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
 
     ngx_str_null(&name);
     rate = 0;
@@ -1232,6 +1349,15 @@ ngx_http_flashsale_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* the token takes most of a browser's 4 KB for one cookie */
+    if (value[1].len == 0 || value[1].len > 64) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "flashsale_cookie: invalid cookie name \"%V\"; "
+                           "use 1 to 64 letters, digits, \"_\" and \"-\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
     for (i = 0; i < value[1].len; i++) {
         if (!ngx_http_flashsale_name_char(value[1].data[i]))
         {
@@ -1295,6 +1421,17 @@ ngx_http_flashsale_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* they go into the Set-Cookie header as they are */
+    if (ngx_http_flashsale_cookie_value(&domain) != NGX_OK
+        || ngx_http_flashsale_cookie_value(&path) != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "flashsale_cookie: invalid domain= or path= "
+                           "\"%V%V\"; no spaces, control characters, "
+                           "\";\" or \",\"", &domain, &path);
+        return NGX_CONF_ERROR;
+    }
+
     if (samesite.data[0] == 'N' && !secure) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "flashsale_cookie: samesite=none needs "
@@ -1305,6 +1442,24 @@ ngx_http_flashsale_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     return ngx_http_flashsale_cookie_attrs(cf, lcf->cookie, &domain, &path,
                                            secure, &samesite);
+}
+
+
+static ngx_int_t
+ngx_http_flashsale_cookie_value(ngx_str_t *value)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    for (i = 0; i < value->len; i++) {
+        c = value->data[i];
+
+        if (c <= ' ' || c >= 0x7f || c == ';' || c == ',') {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -77,6 +77,10 @@ struct ngx_http_flashsale_zone_s {
     time_t                        session;
     ngx_http_flashsale_breaker_conf_t  *breaker;
 
+    /* what every location of the zone reads tokens with */
+    ngx_http_flashsale_keys_t    *keys;
+    ngx_http_flashsale_cookie_t  *cookie;
+
     /* where the zone was declared, given its rate, first used */
     u_char                       *rate_file;
     ngx_uint_t                    rate_line;

@@ -192,4 +192,48 @@ fails(conf(http => 'flashsale_cookie fs samesite=sometimes;'),
 passes(conf(http => 'flashsale_cookie fs_q domain=example.test path=/shop secure samesite=strict;'),
        'a full flashsale_cookie passes');
 
+# (found by attacking the module: each of these passed nginx -t)
+fails(conf(http => 'flashsale_cookie "";'),
+      'an empty cookie name fails', qr/flashsale_cookie/, qr/1 to 64/);
+fails(conf(http => 'flashsale_cookie ' . ('c' x 65) . ';'),
+      'a 65-character cookie name fails', qr/flashsale_cookie/, qr/1 to 64/);
+passes(conf(http => 'flashsale_cookie ' . ('c' x 64) . ';'), 'a 64-character one passes');
+fails(conf(http => qq{flashsale_cookie fs "path=/a\r\nX-Injected: yes";}),
+      'a path= with CR LF fails (it would split the Set-Cookie header)',
+      qr/flashsale_cookie/, qr/path=/);
+fails(conf(http => 'flashsale_cookie fs "path=/a;b";'),
+      'a path= with ";" fails', qr/flashsale_cookie/);
+fails(conf(http => 'flashsale_cookie fs "domain=ex ample.test";'),
+      'a domain= with a space fails', qr/flashsale_cookie/, qr/domain=/);
+
+for my $p ([ rate => 'rate=50r/s rate=0r/s' ], [ zone => 'zone=z zone=z rate=1r/s' ],
+           [ burst => 'rate=1r/s burst=5 burst=500' ], [ session => 'rate=1r/s session=1m session=1h' ])
+{
+    my ($name, $args) = @$p;
+    fails(conf(fs => "flashsale $args;"), "$name= given twice fails",
+          $FS, qr/"\Q$name\E=" is given twice/);
+}
+
+# one zone reads tokens one way in all its locations
+fails(conf(extra => "    location /drop2/ { flashsale zone=z; flashsale_cookie other; }"),
+      'two cookies in one zone fail', qr/flashsale zone=z has one cookie/, qr/flashsale_cookie/);
+$t->write_file('keys2', ('k' x 40) . "\n");
+fails(conf(extra => "    location /drop2/ { flashsale zone=z; flashsale_secret_file %%DIR%%/keys2; }"),
+      'two key files in one zone fail', qr/flashsale zone=z has one key file/, $SECRET);
+passes(conf(extra => "    location /drop2/ { flashsale zone=z; flashsale_cookie flashsale; }"),
+       'the same cookie named again in another location passes');
+
+# two zones with one cookie: a warning that says what to do
+{
+    my ($rc, $out) = $t->nginx_t(conf(zone => "flashsale_zone z:1m;\nflashsale_zone y:1m;",
+                                      extra => "    location /y/ { flashsale zone=y rate=1r/s; }"));
+    is($rc, 0, 'two zones sharing the default cookie still pass');
+    like($out, qr/\[warn\].*flashsale zones "z" and "y" share the cookie "flashsale".*flashsale_cookie name/,
+         'with a warning naming both zones, the cookie and the fix');
+    ($rc, $out) = $t->nginx_t(conf(zone => "flashsale_zone z:1m;\nflashsale_zone y:1m;",
+                                   extra => "    location /y/ { flashsale zone=y rate=1r/s; flashsale_cookie fs_y; }"));
+    is($rc, 0, 'each with its own cookie passes');
+    unlike($out, qr/\[warn\]/, 'with no warning');
+}
+
 $t->finish;
