@@ -78,6 +78,8 @@ static void ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
 static void ngx_http_flashsale_reserve_cleanup(void *data);
 static void ngx_http_flashsale_reserve_orphan(void *data, redisReply *reply,
     ngx_uint_t status, ngx_msec_t latency);
+static void ngx_http_flashsale_reserve_count(ngx_http_flashsale_zone_t *zone,
+    ngx_int_t rc, long long *res);
 static ngx_int_t ngx_http_flashsale_reserve_result(ngx_log_t *log,
     ngx_http_flashsale_zone_t *zone, redisReply *reply, ngx_uint_t status,
     ngx_msec_t latency, long long *res, ngx_uint_t n, redisReply **list);
@@ -90,15 +92,10 @@ static uint64_t ngx_http_flashsale_visitor_hash(u_char *data, size_t len);
 static void ngx_http_flashsale_backend_done(void *data, redisReply *reply,
     ngx_uint_t status, ngx_msec_t latency);
 static void ngx_http_flashsale_backend_cleanup(void *data);
-static void ngx_http_flashsale_confirm_orphan(void *data, redisReply *reply,
+static void ngx_http_flashsale_backend_orphan(void *data, redisReply *reply,
     ngx_uint_t status, ngx_msec_t latency);
-static void ngx_http_flashsale_release_orphan(void *data, redisReply *reply,
-    ngx_uint_t status, ngx_msec_t latency);
-static void ngx_http_flashsale_stock_orphan(void *data, redisReply *reply,
-    ngx_uint_t status, ngx_msec_t latency);
-static ngx_int_t ngx_http_flashsale_backend_orphan(
-    ngx_http_flashsale_zone_t *zone, redisReply *reply, ngx_uint_t status,
-    ngx_msec_t latency);
+static void ngx_http_flashsale_backend_count(
+    ngx_http_flashsale_loc_conf_t *lcf, long long *res);
 static ngx_uint_t ngx_http_flashsale_latch_test(
     ngx_http_flashsale_zone_t *zone, ngx_str_t *sku, ngx_str_t *visitor);
 static void ngx_http_flashsale_latch_set(ngx_http_flashsale_zone_t *zone,
@@ -577,8 +574,9 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
     /* a sold-out or unknown answer is Redis working */
     ngx_http_flashsale_reserve_outcome(ctx, c->log, rc != NGX_OK, latency);
 
+    ngx_http_flashsale_reserve_count(zone, rc, res);
+
     if (rc != NGX_OK) {
-        (void) ngx_atomic_fetch_add(&zone->sh->stats.errors, 1);
         ctx->state = NGX_HTTP_FLASHSALE_STATE_RETRY;
         rc = ngx_http_flashsale_page_retry(r, lcf,
                                            NGX_HTTP_FLASHSALE_REDIS_RETRY);
@@ -586,10 +584,6 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
     }
 
     if (res[0] == 3 || res[0] == 2) {
-        if (res[0] == 3) {
-            (void) ngx_atomic_fetch_add(&zone->sh->stats.reserved, 1);
-        }
-
         if (lcf->reserve->latch) {
             ngx_http_flashsale_holders_add(zone, &ctx->visitor, &ctx->sku);
         }
@@ -627,8 +621,6 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
     }
 
     if (res[0] == 0) {
-        (void) ngx_atomic_fetch_add(&zone->sh->stats.sold_out, 1);
-
         /*
          * Latched only when none is left (a smaller qty may still fit),
          * and only by an answer that was asked for the holders: one that
@@ -647,7 +639,6 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
     }
 
     if (res[0] == -1) {
-        (void) ngx_atomic_fetch_add(&zone->sh->stats.bad_requests, 1);
         rc = ngx_http_flashsale_page_error(r, NGX_HTTP_NOT_FOUND,
                                            "unknown sku", &ctx->sku);
         goto finalize;
@@ -656,7 +647,6 @@ ngx_http_flashsale_reserve_done(void *data, redisReply *reply,
     ngx_log_error(NGX_LOG_ERR, c->log, 0,
                   "flashsale: the reservation script answered %L", res[0]);
 
-    (void) ngx_atomic_fetch_add(&zone->sh->stats.errors, 1);
     ctx->state = NGX_HTTP_FLASHSALE_STATE_RETRY;
     rc = ngx_http_flashsale_page_retry(r, lcf, NGX_HTTP_FLASHSALE_REDIS_RETRY);
 
@@ -719,24 +709,50 @@ ngx_http_flashsale_reserve_orphan(void *data, redisReply *reply,
     ngx_http_flashsale_zone_t *zone = data;
 
     long long    res[4];
+    ngx_int_t    rc;
     redisReply  *list;
 
-    if (ngx_http_flashsale_reserve_result(ngx_cycle->log, zone, reply, status,
-                                          latency, res, 4, &list)
-        != NGX_OK)
-    {
-        (void) ngx_atomic_fetch_add(&zone->sh->stats.errors, 1);
+    rc = ngx_http_flashsale_reserve_result(ngx_cycle->log, zone, reply, status,
+                                           latency, res, 4, &list);
+
+    ngx_http_flashsale_reserve_count(zone, rc, res);
+}
+
+
+/* the counter of a reservation's answer, whether anyone reads it or not */
+static void
+ngx_http_flashsale_reserve_count(ngx_http_flashsale_zone_t *zone,
+    ngx_int_t rc, long long *res)
+{
+    ngx_http_flashsale_stats_t  *st;
+
+    st = &zone->sh->stats;
+
+    if (rc != NGX_OK) {
+        (void) ngx_atomic_fetch_add(&st->errors, 1);
         return;
     }
 
-    if (res[0] == 3) {
-        (void) ngx_atomic_fetch_add(&zone->sh->stats.reserved, 1);
+    switch (res[0]) {
 
-    } else if (res[0] == 0) {
-        (void) ngx_atomic_fetch_add(&zone->sh->stats.sold_out, 1);
+    case 3:     /* a new hold; 2, the hold a retry found, is not counted */
+        (void) ngx_atomic_fetch_add(&st->reserved, 1);
+        break;
 
-    } else if (res[0] == -1) {
-        (void) ngx_atomic_fetch_add(&zone->sh->stats.bad_requests, 1);
+    case 2:
+        break;
+
+    case 0:
+        (void) ngx_atomic_fetch_add(&st->sold_out, 1);
+        break;
+
+    case -1:
+        (void) ngx_atomic_fetch_add(&st->bad_requests, 1);
+        break;
+
+    default:
+        (void) ngx_atomic_fetch_add(&st->errors, 1);
+        break;
     }
 }
 
@@ -1108,12 +1124,7 @@ ngx_http_flashsale_backend_done(void *data, redisReply *reply,
         }
 
     } else {
-        if (op == NGX_HTTP_FLASHSALE_OP_RELEASE) {
-            (void) ngx_atomic_fetch_add(&zone->sh->stats.released, 1);
-
-        } else {
-            (void) ngx_atomic_fetch_add(&zone->sh->stats.confirmed, 1);
-        }
+        ngx_http_flashsale_backend_count(bctx->lcf, res);
 
         p = ngx_sprintf(p, "{\"sku\":\"%V\",\"visitor\":\"%V\",\"%s\":%L",
                         &bctx->sku, &bctx->visitor,
@@ -1139,30 +1150,13 @@ ngx_http_flashsale_backend_cleanup(void *data)
 {
     ngx_http_flashsale_backend_ctx_t  *bctx = data;
 
-    ngx_http_flashsale_redis_handler_pt  handler;
-
-    if (bctx->cmd == NULL) {
-        return;
+    /* the location's configuration outlives the request, as the zone does */
+    if (bctx->cmd) {
+        ngx_http_flashsale_redis_detach(bctx->cmd,
+                                        ngx_http_flashsale_backend_orphan,
+                                        bctx->lcf);
+        bctx->cmd = NULL;
     }
-
-    switch (bctx->lcf->backend) {
-
-    case NGX_HTTP_FLASHSALE_OP_CONFIRM:
-        handler = ngx_http_flashsale_confirm_orphan;
-        break;
-
-    case NGX_HTTP_FLASHSALE_OP_RELEASE:
-        handler = ngx_http_flashsale_release_orphan;
-        break;
-
-    default: /* NGX_HTTP_FLASHSALE_OP_STOCK */
-        handler = ngx_http_flashsale_stock_orphan;
-        break;
-    }
-
-    ngx_http_flashsale_redis_detach(bctx->cmd, handler,
-                                    bctx->lcf->backend_zone);
-    bctx->cmd = NULL;
 }
 
 
@@ -1171,56 +1165,42 @@ ngx_http_flashsale_backend_cleanup(void *data)
  * or release Redis made is counted all the same (retrying it gets 404).
  */
 static void
-ngx_http_flashsale_confirm_orphan(void *data, redisReply *reply,
+ngx_http_flashsale_backend_orphan(void *data, redisReply *reply,
     ngx_uint_t status, ngx_msec_t latency)
 {
-    ngx_http_flashsale_zone_t *zone = data;
+    ngx_http_flashsale_loc_conf_t *lcf = data;
 
-    if (ngx_http_flashsale_backend_orphan(zone, reply, status, latency)
-        == NGX_OK)
-    {
-        (void) ngx_atomic_fetch_add(&zone->sh->stats.confirmed, 1);
-    }
-}
-
-
-static void
-ngx_http_flashsale_release_orphan(void *data, redisReply *reply,
-    ngx_uint_t status, ngx_msec_t latency)
-{
-    ngx_http_flashsale_zone_t *zone = data;
-
-    if (ngx_http_flashsale_backend_orphan(zone, reply, status, latency)
-        == NGX_OK)
-    {
-        (void) ngx_atomic_fetch_add(&zone->sh->stats.released, 1);
-    }
-}
-
-
-static void
-ngx_http_flashsale_stock_orphan(void *data, redisReply *reply,
-    ngx_uint_t status, ngx_msec_t latency)
-{
-    (void) ngx_http_flashsale_backend_orphan(data, reply, status, latency);
-}
-
-
-/* NGX_OK: Redis confirmed or released a hold */
-static ngx_int_t
-ngx_http_flashsale_backend_orphan(ngx_http_flashsale_zone_t *zone,
-    redisReply *reply, ngx_uint_t status, ngx_msec_t latency)
-{
     long long  res[3];
 
-    if (ngx_http_flashsale_reserve_result(ngx_cycle->log, zone, reply, status,
-                                          latency, res, 3, NULL)
-        != NGX_OK)
+    if (ngx_http_flashsale_reserve_result(ngx_cycle->log, lcf->backend_zone,
+                                          reply, status, latency, res, 3,
+                                          NULL)
+        == NGX_OK)
     {
-        return NGX_ERROR;
+        ngx_http_flashsale_backend_count(lcf, res);
+    }
+}
+
+
+/* a release or confirmation Redis made: res[0] > 0 */
+static void
+ngx_http_flashsale_backend_count(ngx_http_flashsale_loc_conf_t *lcf,
+    long long *res)
+{
+    ngx_http_flashsale_stats_t  *st;
+
+    if (res[0] <= 0) {
+        return;
     }
 
-    return res[0] > 0 ? NGX_OK : NGX_DECLINED;
+    st = &lcf->backend_zone->sh->stats;
+
+    if (lcf->backend == NGX_HTTP_FLASHSALE_OP_RELEASE) {
+        (void) ngx_atomic_fetch_add(&st->released, 1);
+
+    } else if (lcf->backend == NGX_HTTP_FLASHSALE_OP_CONFIRM) {
+        (void) ngx_atomic_fetch_add(&st->confirmed, 1);
+    }
 }
 
 
